@@ -18,6 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("keyguard.cli.get", "Show a secret's masked form and where it came from."),
     "policy": ("keyguard.cli.policy", "Validate and explain policy files."),
     "redact": ("keyguard.cli.redact", "Redact secrets from standard input, line by line."),
+    "scan": ("keyguard.cli.scan", "Scan files (and git history) for secrets."),
+    "doctor": ("keyguard.cli.doctor", "Check a project against the security checklist."),
+    "run": ("keyguard.cli.run", "Run a command with granted secrets and redacted output."),
+    "migrate": ("keyguard.cli.migrate", "Find code that reads secrets straight from the env."),
+    "gh-sync": ("keyguard.cli.gh_sync", "Set GitHub repository secrets from the store."),
+    "demo": ("keyguard.cli.demo", "Run the offline demo: an agent that tries to leak keys."),
 }
 
 
