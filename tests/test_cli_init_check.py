@@ -174,6 +174,27 @@ def test_check_reports_bad_values_without_showing_them(project: Path) -> None:
     assert_absent(human, secrets)
 
 
+def test_check_reports_a_malformed_env_once(project: Path) -> None:
+    run("init")
+    gemini = google_api_key()
+    (project / ".env").write_text(
+        f'GEMINI_API_KEY={gemini}\nBROKEN LINE "unterminated\n', encoding="utf-8"
+    )
+    code, out = run("check")
+    assert code == 1
+    assert out.count("cannot parse this line") == 1 and out.count("[env-file-syntax]") == 1
+    assert ".env:2" in out and out.count("✗ unavailable") == 4 and "1 problem(s)" in out
+    assert "✗ missing" not in out and "copy .env.template" not in out
+    assert gemini not in out and "unterminated" not in out
+    code, out = run("check", "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["errors"] == 1 and [s["status"] for s in data["secrets"]] == ["unavailable"] * 4
+    (problem,) = data["environment"]
+    assert problem["rule"] == "env-file-syntax" and ".env:2:" in problem["message"]
+    assert gemini not in out and "unterminated" not in out
+
+
 def test_check_refuses_debug_in_production(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run("init")
     write_env(project, {**the_four(), "DEBUG": "true"})

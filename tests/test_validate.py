@@ -247,15 +247,68 @@ def test_extra_names_are_screened(policy: Policy) -> None:
     assert report.ok  # warnings alone do not fail
 
 
-def test_source_errors_are_problems_without_values(tmp_path: Path, policy: Policy) -> None:
+def test_broken_dotenv_is_one_environment_problem(tmp_path: Path, policy: Policy) -> None:
     value = google_api_key()
     (tmp_path / ".env").write_text(f'GEMINI_API_KEY="{value}\nOTHER=1\n', encoding="utf-8")
     store = SecretStore([EnvSource({}), DotenvSource([".env"], base_dir=tmp_path)], policy=policy)
     report = check_environment(policy, store, {})
-    sources = [p for p in report.problems if p.rule == "source"]
-    assert {p.name for p in sources} >= {"GEMINI_API_KEY"}
-    assert ".env:1" in sources[0].message
-    assert_no_values(report.problems, value)
+    # The parse error once, as an environment problem naming file:line ...
+    assert [p.rule for p in report.problems] == ["env-file-syntax"]
+    (problem,) = report.environment
+    assert problem.name == str(tmp_path / ".env") and ".env:1: cannot parse" in problem.message
+    # ... and every secret it hides marked unavailable, pointing to it.
+    assert {s.name: s.status for s in report.secrets} == dict.fromkeys(
+        POLICY["secrets"], "unavailable"
+    )
+    for status in report.secrets:
+        (hidden,) = status.problems
+        assert hidden.cause == "env-file-syntax" and ".env:1 is fixed" in hidden.message
+    assert not report.ok and len(report.errors) == 1
+    assert_no_values([*report.problems, *(p for s in report.secrets for p in s.problems)], value)
+    assert value not in json.dumps(report.to_dict())
+
+
+def test_broken_dotenv_does_not_hide_secrets_found_first(tmp_path: Path, policy: Policy) -> None:
+    values = the_four()
+    (tmp_path / ".env").write_text('BROKEN LINE "unterminated\n', encoding="utf-8")
+    store = SecretStore(
+        [
+            EnvSource({"GEMINI_API_KEY": values["GEMINI_API_KEY"]}),
+            DotenvSource([".env"], base_dir=tmp_path),
+        ],
+        policy=policy,
+    )
+    report = check_environment(policy, store, {})
+    statuses = {s.name: s.status for s in report.secrets}
+    assert statuses["GEMINI_API_KEY"] == "ok" and statuses["E2B_API_KEY"] == "unavailable"
+    assert [(p.rule, p.name) for p in report.environment] == [
+        ("env-file-syntax", str(tmp_path / ".env"))
+    ]
+
+
+def test_unreadable_dotenv_is_one_environment_problem(tmp_path: Path, policy: Policy) -> None:
+    (tmp_path / ".env").mkdir()
+    store = SecretStore([EnvSource({}), DotenvSource([".env"], base_dir=tmp_path)], policy=policy)
+    report = check_environment(policy, store, {})
+    assert [p.rule for p in report.problems] == ["env-file-unreadable"]
+    assert "is a directory" in report.environment[0].message
+    assert {s.status for s in report.secrets} == {"unavailable"}
+
+
+def test_other_source_errors_stay_on_the_secret(tmp_path: Path, policy: Policy) -> None:
+    (tmp_path / "GEMINI_API_KEY").write_text("", encoding="utf-8")  # an empty secret file
+    store = SecretStore.from_policy(
+        Policy.from_dict(
+            {
+                "sources": {"order": ["files"], "secrets_dir": str(tmp_path)},
+                "secrets": {"GEMINI_API_KEY": {}},
+            }
+        )
+    )
+    policy = store.policy
+    report = check_environment(policy, store, {})
+    assert [(p.name, p.rule) for p in report.problems] == [("GEMINI_API_KEY", "source")]
+    assert report.secrets[0].status == "missing" and report.environment == []
 
 
 class _DictStore:

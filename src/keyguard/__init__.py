@@ -32,7 +32,27 @@ _EXPORTS = {
     "PolicyViolation": "keyguard.errors",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "AccessDenied",
+    "BackendUnavailable",
+    "Finding",
+    "InvalidReference",
+    "KeyguardError",
+    "Policy",
+    "PolicyError",
+    "PolicyViolation",
+    "Redactor",
+    "Reference",
+    "Secret",
+    "SecretNotFound",
+    "SecretStore",
+    "SourceError",
+    "__version__",
+    "current_tool",
+    "fingerprint",
+    "mask",
+    "tool_context",
+]
 
 if TYPE_CHECKING:
     from keyguard.context import current_tool, tool_context

@@ -24,7 +24,7 @@ class BackendUnavailable(KeyguardError, ConnectionError):
 
 
 class SourceError(KeyguardError):
-    """A source exists but its content is invalid (a malformed ``.env`` line, an unreadable file)."""
+    """A source exists but its content is invalid (a malformed ``.env`` line, unreadable file)."""
 
 
 class PolicyError(KeyguardError, ValueError):

@@ -175,15 +175,19 @@ class Reference:
         ref = ref.strip()
         if "://" not in ref:
             if not cls._NAME_RE.fullmatch(ref):
+                # What fails the name shape may be a value pasted where a name belongs.
                 raise InvalidReference(
-                    f"invalid secret reference {ref!r}: use a name or env://, file://, vault://"
+                    f"invalid secret reference {mask(ref)!r}: "
+                    "use a name or env://, file://, vault://"
                 )
             return cls("name", ref)
         scheme, _, rest = ref.partition("://")
         scheme = scheme.lower()
         if scheme == "env":
             if not cls._NAME_RE.fullmatch(rest):
-                raise InvalidReference(f"invalid env reference {ref!r}: expected env://NAME")
+                raise InvalidReference(
+                    f"invalid env reference env://{mask(rest)!r}: expected env://NAME"
+                )
             return cls("env", rest)
         if scheme == "file":
             path = unquote(urlsplit(ref).path)

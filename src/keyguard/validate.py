@@ -3,7 +3,8 @@
 It reports every problem at once, each naming the secret and the rule, never the value:
 required secrets present, minimum length, provider format (the redaction rule's
 ``validate``), debug mode refused in production, and secret-looking variables the policy
-does not know about (warnings: they are not guarded).
+does not know about (warnings: they are not guarded). A broken ``.env`` file is reported
+once, as an environment problem; the secrets it hides are marked ``unavailable``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from keyguard.errors import KeyguardError
+from keyguard.errors import KeyguardError, SourceError
 from keyguard.policy import Policy, SecretSpec, get_format_rule
 from keyguard.secret import PLACEHOLDER_PREFIX, Reference, Secret
 
@@ -40,6 +41,8 @@ _BENIGN_NAMES = frozenset({"GPG_KEY", "VAULT_TOKEN"})
 # What a .env.template line (or one of our placeholders) holds before a real key is put in.
 _TEMPLATE_VALUE_RE = re.compile(r"(?i)^(?:your[_-].*[_-]here|changeme|xxx+|<.*>|todo)$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
+# How the dotenv source starts a parse error: "<file>:<line>: ".
+_AT_LINE_RE = re.compile(r"^(?P<where>.+?:\d+): ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +53,11 @@ class Problem:
     rule: str
     message: str
     severity: Severity = "error"
+    # The rule of the environment problem this one follows from (e.g. a broken .env
+    # hides the secret): shown on the secret, counted once, under the environment.
+    cause: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
     def __str__(self) -> str:
@@ -72,7 +78,10 @@ class SecretStatus:
 
     @property
     def status(self) -> str:
-        """``ok`` | ``missing`` | ``invalid`` | ``unset`` (optional and absent)."""
+        """``ok`` | ``missing`` | ``invalid`` | ``unset`` (optional and absent) |
+        ``unavailable`` (a source it depends on is broken: see ``Report.environment``)."""
+        if any(p.cause for p in self.problems):
+            return "unavailable"
         if any(p.severity == "error" for p in self.problems):
             return "missing" if not self.present else "invalid"
         return "ok" if self.present else "unset"
@@ -99,7 +108,10 @@ class Report:
 
     @property
     def problems(self) -> list[Problem]:
-        return [p for s in self.secrets for p in s.problems] + list(self.environment)
+        """Each problem once: a secret's problem that follows from an environment problem
+        (``cause``) is that environment problem, not another one."""
+        own = [p for s in self.secrets for p in s.problems if p.cause is None]
+        return own + list(self.environment)
 
     @property
     def errors(self) -> list[Problem]:
@@ -229,8 +241,10 @@ def check_environment(
     for undeclared secrets (e.g. the names defined in ``.env``)."""
     environ = os.environ if environ is None else environ
     report = Report()
+    broken = _broken_dotenv(store)
+    report.environment.extend(broken.values())
     for name, spec in policy.secrets.items():
-        report.secrets.append(_check_one(name, spec, store))
+        report.secrets.append(_check_one(name, spec, store, broken))
     report.environment.extend(_debug_problems(policy, environ))
     report.environment.extend(
         _unexpected_problems(policy, [n for n, v in environ.items() if v], extra_names)
@@ -238,11 +252,52 @@ def check_environment(
     return report
 
 
-def _check_one(name: str, spec: SecretSpec, store: _Store) -> SecretStatus:
+def _broken_dotenv(store: _Store) -> dict[str, Problem]:
+    """The store's dotenv files that do not load, by error text -> one environment problem
+    each. A malformed file fails every lookup that reaches it; it is reported here once
+    instead of once per secret."""
+    from keyguard.sources import DotenvSource
+
+    broken: dict[str, Problem] = {}
+    for source in getattr(store, "sources", ()):
+        if not isinstance(source, DotenvSource):
+            continue
+        try:
+            source.names()
+        except KeyguardError as exc:
+            # Dotenv errors name the file and line, never the line's text.
+            text = str(exc)
+            files = [str(f) for f in source.files() if str(f) in text]
+            at_line = _AT_LINE_RE.match(text)
+            syntax = isinstance(exc, SourceError) and at_line is not None
+            broken[text] = Problem(
+                files[0] if files else source.describe(),
+                "env-file-syntax" if syntax else "env-file-unreadable",
+                text + ("" if syntax else "; fix the file or its permissions"),
+            )
+    return broken
+
+
+def _check_one(
+    name: str, spec: SecretSpec, store: _Store, broken: Mapping[str, Problem]
+) -> SecretStatus:
     status = SecretStatus(name, spec.required, present=False)
     try:
         secret = store.try_get(name)
     except KeyguardError as exc:
+        cause = broken.get(str(exc))
+        if cause is not None:
+            at_line = _AT_LINE_RE.match(cause.message)
+            where = at_line["where"] if at_line else cause.name
+            status.problems.append(
+                Problem(
+                    name,
+                    "unavailable",
+                    f"{name} is unavailable until {where} is fixed (see the {cause.rule} problem)",
+                    cause=cause.rule,
+                )
+            )
+            return status
         # Keyguard errors name the reference and the cause, never the value.
         status.problems.append(Problem(name, "source", f"{name}: {exc}"))
         return status
@@ -324,7 +379,7 @@ def environment_view(
     try:
         names = source.names()
     except KeyguardError:
-        return environ, []  # the store reports the broken file for each secret
+        return environ, []  # check_environment reports the broken file, once
     view = dict(environ)
     for setting in (policy.settings.debug_env, policy.settings.environment_env):
         if setting not in view:

@@ -37,6 +37,12 @@ def _short(problem: Problem) -> str:
     return text
 
 
+def _rule(problem: Problem) -> str:
+    """The Problem column: the rule, or for a consequence the rule of the environment
+    problem it follows from (told once, under Environment)."""
+    return problem.cause or problem.rule
+
+
 def _human(report: Report) -> None:
     out = console()
     table = Table(title="Secrets", title_justify="left")
@@ -44,7 +50,7 @@ def _human(report: Report) -> None:
     table.add_column("Status", no_wrap=True)
     table.add_column("Source")
     table.add_column("Value", no_wrap=True)
-    table.add_column("Problem")
+    table.add_column("Problem", overflow="fold")  # a rule id cut short would say nothing
     for status in report.secrets:
         mark = _MARKS.get(status.status, "[red]✗[/red]")
         label = {"unset": "optional, unset"}.get(status.status, status.status)
@@ -53,10 +59,13 @@ def _human(report: Report) -> None:
             f"{mark} {label}",
             escape(status.origin or "-"),
             escape(status.masked or "-"),
-            escape(", ".join(p.rule for p in status.problems)),
+            escape(", ".join(_rule(p) for p in status.problems)),
         )
     out.print(table)
-    details = [p for s in report.secrets for p in s.problems if p.rule != "required"]
+    # "required" is already the row's status; a problem with a cause is told once, below.
+    details = [
+        p for s in report.secrets for p in s.problems if p.rule != "required" and not p.cause
+    ]
     if details:
         out.print("Problems:")
         for problem in details:
@@ -72,7 +81,12 @@ def _human(report: Report) -> None:
         out.print(f"[green]✓ environment OK[/green]{extra}")
         return
     out.print(f"[red]✗ {errors} problem(s)[/red]" + (f", {warns} warning(s)" if warns else ""))
-    if any(p.rule == "required" for p in report.errors):
+    if any(p.cause for s in report.secrets for p in s.problems):
+        out.print(
+            "Next: fix the file named under Environment (the secrets marked unavailable "
+            "could not be looked up), then run `keyguard check` again."
+        )
+    elif any(p.rule == "required" for p in report.errors):
         out.print(
             "Next: copy .env.template to .env (or export the variables) and fill in the "
             "missing secrets, then run `keyguard check` again."

@@ -1,0 +1,260 @@
+"""Every problem of one policy document: pydantic errors made readable, then the checks
+pydantic's types cannot express (names, references, format rules, injection)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+import types
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from keyguard.errors import InvalidReference
+from keyguard.policy.formats import _show, known_rule_ids
+from keyguard.policy.hosts import parse_host_pattern
+from keyguard.policy.lines import _compose_yaml, _Path, _Problem, _Source
+from keyguard.policy.model import SUPPORTED_VERSION, InjectSpec, PolicyDocument, SourcesSpec
+from keyguard.secret import Reference
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# RFC 9110 token characters: what a header name may contain.
+_HEADER_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _unwrap(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _fields_at(model: type[BaseModel], loc: _Path) -> list[str]:
+    """Valid field names of the model found at ``loc`` (for "did you mean" hints)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+            if field is None:
+                return []
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        elif get_origin(current) is list:
+            current = get_args(current)[0]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+_TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+}
+
+
+def _pydantic_problems(exc: ValidationError, src: _Source) -> list[_Problem]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=True, include_context=True):
+        loc = tuple(p for p in err["loc"] if p != "[key]")
+        kind = err["type"]
+        given = err.get("input")
+        got = _TYPE_NAMES.get(type(given), "null" if given is None else type(given).__name__)
+        if kind == "literal_error":
+            options = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            close = (
+                difflib.get_close_matches(given, options, n=1, cutoff=0.5)
+                if isinstance(given, str)
+                else []
+            )
+            hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(options)}"
+            message = f"{_show(given)!r} is not allowed here; {hint}"
+        elif kind == "extra_forbidden":
+            field = str(loc[-1])
+            valid = _fields_at(PolicyDocument, loc[:-1])
+            close = difflib.get_close_matches(field, valid, n=1, cutoff=0.5)
+            if close:
+                hint = f"did you mean {close[0]!r}?"
+            else:
+                hint = f"valid fields here: {', '.join(valid)}" if valid else "remove it"
+            message = f"unknown field {_show(field)!r}; {hint}"
+        elif kind == "missing":
+            message = f"missing required field {loc[-1]!r}; add it"
+        elif "[key]" in err["loc"]:
+            message = f"invalid name: {err['msg']}; names must be strings"
+        else:
+            expected = _fields_at(PolicyDocument, loc)
+            message = f"{err['msg']}, got {got}"
+            if expected:
+                message += f" (expected a mapping with fields: {', '.join(expected)})"
+        problems.append(src.problem(loc, message))
+    return problems
+
+
+def _semantic_problems(doc: PolicyDocument, src: _Source) -> tuple[list[_Problem], list[_Problem]]:
+    """Checks pydantic's types cannot express. Returns (errors, warnings)."""
+    errors: list[_Problem] = []
+    warns: list[_Problem] = []
+    version = doc.version
+    if isinstance(version, bool) or version != SUPPORTED_VERSION:
+        shown = _show(version) if isinstance(version, str) else version
+        errors.append(
+            src.problem(
+                ("version",),
+                f"unsupported policy version {shown!r}; "
+                f"this keyguard reads 'version: {SUPPORTED_VERSION}'",
+            )
+        )
+    for name, spec in doc.secrets.items():
+        base = ("secrets", name)
+        if not _NAME_RE.fullmatch(name):
+            errors.append(
+                src.problem(
+                    base,
+                    f"invalid secret name {_show(name)!r}: use an environment-variable style "
+                    "name (letters, digits, '_'; not starting with a digit)",
+                )
+            )
+        if spec.from_ref is not None:
+            try:
+                Reference.parse(spec.from_ref)
+            except InvalidReference as exc:
+                errors.append(src.problem((*base, "from"), f"{exc}"))
+        if spec.format is not None:
+            errors.extend(_format_problems(spec.format, src, (*base, "format")))
+        if spec.inject is not None:
+            e, w = _inject_problems(name, spec.inject, src, (*base, "inject"))
+            errors.extend(e)
+            warns.extend(w)
+    vault = (doc.sources or SourcesSpec()).vault
+    if vault.secret_id_ref is not None:
+        try:
+            Reference.parse(vault.secret_id_ref)
+        except InvalidReference as exc:
+            errors.append(src.problem(("sources", "vault", "secret_id_ref"), str(exc)))
+    if doc.sources is not None and len(set(doc.sources.order)) != len(doc.sources.order):
+        errors.append(src.problem(("sources", "order"), "a source is listed twice; list it once"))
+    return errors, warns
+
+
+def _format_problems(rule_id: str, src: _Source, path: _Path) -> list[_Problem]:
+    ids = known_rule_ids()
+    if rule_id in ids:
+        return []
+    close = difflib.get_close_matches(rule_id, ids, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listing = f"known rule ids: {', '.join(ids)}"
+    return [
+        src.problem(
+            path,
+            f"unknown format rule id {_show(rule_id)!r}; " + (hint or listing),
+        )
+    ]
+
+
+def _inject_problems(
+    name: str, inject: InjectSpec, src: _Source, path: _Path
+) -> tuple[list[_Problem], list[_Problem]]:
+    errors: list[_Problem] = []
+    warns: list[_Problem] = []
+    for index, host in enumerate(inject.hosts):
+        try:
+            parse_host_pattern(host)
+        except ValueError as exc:
+            errors.append(src.problem((*path, "hosts", index), f"invalid host pattern: {exc}"))
+    forms = [
+        f
+        for f, set_ in (
+            ("header", inject.header is not None),
+            ("basic_user", inject.basic_user is not None),
+            ("query", inject.query is not None),
+            ("json_field", inject.json_field is not None),
+        )
+        if set_
+    ]
+    if len(forms) > 1:
+        errors.append(
+            src.problem(
+                (*path, forms[1]),
+                f"choose one injection form, not {' and '.join(forms)}; remove all but one",
+            )
+        )
+    if inject.header is not None and not _HEADER_RE.fullmatch(inject.header):
+        errors.append(
+            src.problem((*path, "header"), "not a valid HTTP header name (e.g. 'Authorization')")
+        )
+    for field in ("query", "json_field"):
+        if getattr(inject, field) == "":
+            errors.append(src.problem((*path, field), "empty name; give a name or remove it"))
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(inject.template) if f is not None}
+    except ValueError:
+        fields = {"?"}
+    if fields != {"value"}:
+        errors.append(
+            src.problem(
+                (*path, "template"),
+                "the template must contain '{value}' exactly and no other {...} field, "
+                "e.g. 'Bearer {value}'",
+            )
+        )
+    if inject.query is not None:
+        warns.append(
+            src.problem(
+                (*path, "query"),
+                f"{name} is injected into a URL query parameter: URLs end up in logs, "
+                "proxies and error messages; prefer a header if the API accepts one",
+            )
+        )
+    if inject.form and not inject.hosts:
+        warns.append(
+            src.problem(
+                (*path, "hosts"),
+                f"{name} has an injection form but no hosts, so it is never sent; "
+                "add the API host to inject.hosts",
+            )
+        )
+    return errors, warns
+
+
+@dataclass(slots=True)
+class _Part:
+    """One file's outcome: the document (``None`` if it did not validate) and problems."""
+
+    doc: PolicyDocument | None
+    src: _Source
+    errors: list[_Problem]
+    warnings: list[_Problem]
+
+
+def _parse_text(text: str, file: str) -> _Part:
+    data, lines, duplicates = _compose_yaml(text, file)
+    part = _parse_data({} if data is None else data, _Source(file, lines))
+    part.errors[:0] = duplicates
+    return part
+
+
+def _parse_data(data: Any, src: _Source) -> _Part:
+    if not isinstance(data, dict):
+        got = _TYPE_NAMES.get(type(data), type(data).__name__)
+        message = f"the policy must be a mapping (version:, secrets:, tools:), not {got}"
+        return _Part(None, src, [src.problem((), message)], [])
+    try:
+        doc = PolicyDocument.model_validate(data)
+    except ValidationError as exc:
+        return _Part(None, src, _pydantic_problems(exc, src), [])
+    except (RecursionError, TypeError, ValueError) as exc:
+        # Cyclic YAML aliases and the like: pydantic may give up before reporting.
+        return _Part(None, src, [src.problem((), f"cannot validate: {type(exc).__name__}")], [])
+    errors, warns = _semantic_problems(doc, src)
+    return _Part(doc, src, errors, warns)
