@@ -308,7 +308,7 @@ def test_policy_check_lists_what_each_tool_reaches(project: Path) -> None:
     code, out = run("policy", "check")
     assert code == 0
     assert "policy OK" in out
-    assert "E2B_API_KEY -> api.e2b.dev, *.e2b.dev" in out
+    assert "E2B_API_KEY -> api.e2b.app, api.e2b.dev" in out
     assert "code_interpreter  (sandbox env: none)" in out
     assert "no 'default' tool" in out
     code, out = run("policy", "check", "policies", "--json")
@@ -342,7 +342,7 @@ def test_policy_check_shows_warnings(project: Path) -> None:
 
 def test_policy_explain(project: Path) -> None:
     run("init")
-    code, out = run("policy", "explain", "--tool", "code_interpreter", "--host", "sb.e2b.dev")
+    code, out = run("policy", "explain", "--tool", "code_interpreter", "--host", "api.e2b.app")
     assert code == 0
     assert "✓ E2B_API_KEY: injected as header X-API-KEY" in out
     assert "✗ GEMINI_API_KEY: not sent" in out

@@ -586,7 +586,9 @@ def test_starter_policy_loads_clean() -> None:
         "N8N_API_KEY",
     ]
     assert policy.may_send("GEMINI_API_KEY", "generativelanguage.googleapis.com", "gemini_chat")
-    assert policy.may_send("E2B_API_KEY", "x.e2b.dev", "code_interpreter")
+    assert policy.may_send("E2B_API_KEY", "api.e2b.app", "code_interpreter")
+    # Sandbox hosts run untrusted code: the control-plane key must not reach them.
+    assert not policy.may_send("E2B_API_KEY", "49999-abc.e2b.app", "code_interpreter")
     assert policy.may_send("N8N_API_KEY", "localhost", "n8n_workflows", scheme="http", port=5678)
     assert policy.may_send("GITHUB_PERSONAL_ACCESS_TOKEN", "api.github.com", "github")
     assert policy.sandbox_env("code_interpreter") == []

@@ -1,0 +1,1 @@
+"""Thin adapters to third-party libraries; each imports its SDK lazily."""

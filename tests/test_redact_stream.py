@@ -1,0 +1,158 @@
+"""StreamRedactor: any chunking gives exactly ``redact(whole)``; holds back little."""
+
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+
+from keyguard.redact import Redactor
+from keyguard.redact.engine import available_engines
+from tests.fakes import e2b_api_key, github_classic, google_api_key, jwt, n8n_api_key, rand
+
+ENGINES = available_engines()
+
+
+def run(r: Redactor, chunks: list[str]) -> str:
+    s = r.stream()
+    return "".join(s.feed(c) for c in chunks) + s.flush()
+
+
+def chunkings(text: str, rng: random.Random) -> list[list[str]]:
+    out = [[text], list(text), [text[i : i + 20] for i in range(0, len(text), 20)]]
+    for _ in range(6):
+        cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(1, 40))))
+        out.append([text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)])
+    return out
+
+
+@pytest.fixture(params=ENGINES)
+def redactor(request: pytest.FixtureRequest) -> Redactor:
+    r = Redactor(engine=request.param)
+    r.add_secret("GEMINI_API_KEY", google_api_key())
+    r.add_secret("E2B_API_KEY", e2b_api_key())
+    r.add_secret("PASSWORD", "pä$$wörd-" + rand(12))
+    return r
+
+
+def corpus(r: Redactor) -> str:
+    values = {n: r._secrets[n] for n in r.names()}
+    g = values["GEMINI_API_KEY"]
+    return (
+        f"héllo {g} and {base64.b64encode(('user:' + g).encode()).decode()}\n"
+        f"token = 'a{rand(20)}9' # keyguard:allow {github_classic()}\n"
+        f"gh {github_classic()} jwt {jwt()} n8n {n8n_api_key()}\n"
+        f"pw {values['PASSWORD']} € ✓ {values['E2B_API_KEY'].upper()} {values['E2B_API_KEY']}\n"
+        "-----BEGIN PRIVATE KEY-----\n"
+        + "\n".join(rand(64) for _ in range(5))
+        + "\n-----END PRIVATE KEY-----\n"
+        f"url postgres://u:{rand(16)}@db/x and kg_ph_X_{'0' * 20} end"
+    )
+
+
+def test_any_chunking_equals_redact(redactor: Redactor) -> None:
+    rng = random.Random(7)
+    text = corpus(redactor)
+    expected = redactor.redact(text)
+    assert expected != text
+    for chunks in chunkings(text, rng):
+        assert run(redactor, chunks) == expected
+
+
+def test_value_split_across_chunks_does_not_leak(redactor: Redactor) -> None:
+    value = redactor._secrets["GEMINI_API_KEY"]
+    s = redactor.stream()
+    emitted = ""
+    for ch in ["prefix ", value[:10], value[10:25], value[25:], " suffix"]:
+        emitted += s.feed(ch)
+        assert value[:10] not in emitted
+    emitted += s.flush()
+    assert emitted == "prefix [REDACTED:GEMINI_API_KEY] suffix"
+
+
+def test_holds_back_only_what_it_must() -> None:
+    r = Redactor()
+    r.add_secret("K", rand(20))  # longest form: hex, 40 chars
+    s = r.stream()
+    line = "an ordinary log line without anything in it, " * 10 + "\n"
+    out = s.feed(line)
+    longest = max(len(f) for f in r._snapshot().literals)
+    assert len(line) - len(out) <= longest - 1
+    assert s.pending == len(line) - len(out)
+    assert out + s.flush() == line
+
+
+def test_unfinished_pattern_is_held_then_released() -> None:
+    r = Redactor()
+    token = jwt({"sub": rand(8), "iss": "auth.example.com"})
+    s = r.stream()
+    out = s.feed("x " * 100 + token[:-10])
+    assert token[:12] not in out
+    out += s.feed(token[-10:] + " done " + "y " * 40)
+    out += s.flush()
+    assert token not in out and "[REDACTED:jwt]" in out
+
+
+def test_pragma_later_on_the_line_is_honoured() -> None:
+    r = Redactor()
+    key = github_classic()
+    s = r.stream()
+    out = s.feed(f"fixture {key} ")
+    out += s.feed("padding " * 30)
+    out += s.feed("# keyguard:allow\n")
+    out += s.flush()
+    assert key in out
+    assert out == r.redact(f"fixture {key} " + "padding " * 30 + "# keyguard:allow\n")
+
+
+def test_secret_added_mid_stream_is_used() -> None:
+    r = Redactor()
+    s = r.stream()
+    value = rand(30)
+    out = s.feed("start ")
+    r.add_secret("LATE", value)
+    out += s.feed(f"{value} end") + s.flush()
+    assert value not in out and "[REDACTED:LATE]" in out
+
+
+def test_stream_is_reusable_after_flush() -> None:
+    r = Redactor()
+    r.add_secret("K", "0123456789abcdef")
+    s = r.stream()
+    assert s.feed("a 0123456789abcdef") + s.flush() == "a [REDACTED:K]"
+    assert s.feed("b 0123456789abcdef") + s.flush() == "b [REDACTED:K]"
+    with pytest.raises(TypeError):
+        s.feed(b"bytes")  # type: ignore[arg-type]
+
+
+def test_without_the_regex_module_the_stream_is_conservative_but_exact(
+    redactor: Redactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyguard.redact import stream as stream_mod
+
+    monkeypatch.setattr(stream_mod, "_regex", None)
+    rng = random.Random(11)
+    text = corpus(redactor)
+    expected = redactor.redact(text)
+    for chunks in chunkings(text, rng):
+        assert run(redactor, chunks) == expected
+
+
+@pytest.mark.parametrize("partial", [True, False])
+def test_match_starting_before_an_earlier_keyword(
+    partial: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "sk" (another rule's keyword) appears before the terraform token's own keyword,
+    # whose match starts 14 characters earlier: neither may let the start slip out.
+    from keyguard.redact import stream as stream_mod
+    from tests.fakes import URLSAFE
+
+    if not partial:
+        monkeypatch.setattr(stream_mod, "_regex", None)
+    token = "ab" + "sk" + rand(10) + ".atlasv1." + rand(66, URLSAFE)
+    r = Redactor()
+    text = f"{token} tail " + "x" * 60
+    assert (
+        run(r, list(text)) == r.redact(text) == "[REDACTED:terraform-cloud-token] tail " + "x" * 60
+    )
