@@ -24,8 +24,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, quote_plus, unquote_to_bytes, urlsplit
+
+from keyguard.demo.loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["Received", "RecordingServer", "recording_server"]
 
@@ -53,26 +55,8 @@ class Received:
         return head.encode("latin-1") + b"\r\n" + self.body
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:  # quiet
-        pass
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _handle(self) -> None:
         split = urlsplit(self.path)
@@ -81,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
             path=split.path,
             query=split.query,
             headers=list(self.headers.items()),
-            body=self._body(),
+            body=self.read_body(),
         )
         self.server.record(received)
         params = {k: v[-1] for k, v in parse_qs(split.query).items()}
@@ -139,28 +123,14 @@ class _Server(ThreadingHTTPServer):
             self.requests.append(received)
 
 
-class RecordingServer:
+class RecordingServer(LoopbackServer):
     """See the module docstring. Use as a context manager or call ``start``/``stop``."""
 
+    httpd: _Server
+
     def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__(_Server(host))
         self.host = host
-        self._server = _Server(host)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> RecordingServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
@@ -174,12 +144,12 @@ class RecordingServer:
 
     @property
     def requests(self) -> list[Received]:
-        with self._server._lock:
-            return list(self._server.requests)
+        with self.httpd._lock:
+            return list(self.httpd.requests)
 
     def clear(self) -> None:
-        with self._server._lock:
-            self._server.requests.clear()
+        with self.httpd._lock:
+            self.httpd.requests.clear()
 
     def saw(self, value: str) -> bool:
         """Did ``value`` reach this server anywhere: raw, percent-encoded or JSON-escaped?"""

@@ -54,7 +54,7 @@ def test_sinks_logger_jsonl_callback(tmp_path: Path, caplog: pytest.LogCaptureFi
     path = tmp_path / "audit.jsonl"
     auditor = Auditor(logger="keyguard.audit.test", jsonl=path, callback=seen.append, metrics=False)
     value = fakes.e2b_api_key()
-    secret_fp = "0123456789abcdef"
+    secret_fp = "0123456789abcdef"  # keyguard:allow (a fingerprint, not a secret)
     with caplog.at_level(logging.INFO, logger="keyguard.audit.test"):
         auditor.emit("denied", "E2B_API_KEY", fingerprint=secret_fp, host="evil", path="/p?k=v")
         auditor.emit("redacted", "E2B_API_KEY", count=3)

@@ -107,7 +107,7 @@ def test_child_env_strips_secrets(ctx) -> None:
         "E2B_API_KEY": KEYS["E2B_API_KEY"],
         "GEMINI_API_KEY": "not loaded but declared",
         "GH_TOKEN": fakes.github_classic(),
-        "DB_PASSWORD": "hunter2-but-longer",
+        "DB_PASSWORD": "hunter2-but-longer",  # keyguard:allow (fake)
         "OPENAI_API_KEY_FILE": "/run/secrets/openai",
         "INNOCENT": f"prefix {KEYS['E2B_API_KEY']} suffix",
         "KEEP_TOKEN": "kept on purpose",

@@ -43,3 +43,28 @@ def test_unknown_command_is_a_usage_error() -> None:
     )
     assert out.returncode == 2
     assert "No such command" in out.stderr
+
+
+def test_this_repository_scans_clean() -> None:
+    """Our own tests generate their fake keys; nothing key-shaped is committed."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keyguard",
+            "scan",
+            "--format",
+            "json",
+            str(root / "src"),
+            str(root / "tests"),
+            str(root / "examples"),
+            str(root / "bench"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -60,6 +60,19 @@ def _database_url() -> tuple[str, str, str]:
     )
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        'url = f"postgresql://app:{pw}@db.internal:5432/app"',
+        'url = "mysql://root:{password}@localhost/db".format(password=pw)',
+        "DATABASE_URL=postgres://app:$DB_PASSWORD@db/app",
+        'dsn = "postgres://u:%(pw)s@db/x" % {"pw": pw}',
+    ],
+)
+def test_database_url_template_slots_are_not_secrets(code: str) -> None:
+    assert Redactor().findings(code) == []
+
+
 # rule id -> (positive text, secret part, negative text). The secret part is what gets
 # replaced; negatives are near misses (too short, wrong prefix, low entropy, ...).
 Case = tuple[str, str, str]

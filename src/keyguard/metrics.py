@@ -20,8 +20,12 @@ __all__ = ["Metrics", "default_metrics", "from_env", "serve"]
 DEFAULT_PORT = 9090
 DEFAULT_ADDR = "127.0.0.1"
 
-# audit event -> counter attribute
-_COUNTED = {"injected": "injections", "denied": "denials", "redacted": "redactions"}
+# audit event -> (counter attribute, its help text)
+_COUNTED = {
+    "injected": ("injections", "Secrets put on the wire by the edge"),
+    "denied": ("denials", "Requests or env entries refused by the policy"),
+    "redacted": ("redactions", "Secret occurrences scrubbed from responses and outputs"),
+}
 
 
 def _prometheus() -> Any:
@@ -37,37 +41,25 @@ def _prometheus() -> Any:
 class Metrics:
     """An audit sink counting events into Prometheus counters (labels: secret, tool)."""
 
+    injections: Any
+    denials: Any
+    redactions: Any
+
     def __init__(self, registry: Any = None, *, namespace: str = "keyguard") -> None:
         prom = _prometheus()
         self.registry = prom.REGISTRY if registry is None else registry
         labels = ("secret", "tool")
-        self.injections = prom.Counter(
-            "injections",
-            "Secrets put on the wire by the edge",
-            labels,
-            namespace=namespace,
-            registry=self.registry,
-        )
-        self.denials = prom.Counter(
-            "denials",
-            "Requests or env entries refused by the policy",
-            labels,
-            namespace=namespace,
-            registry=self.registry,
-        )
-        self.redactions = prom.Counter(
-            "redactions",
-            "Secret occurrences scrubbed from responses and outputs",
-            labels,
-            namespace=namespace,
-            registry=self.registry,
-        )
+        for attr, description in _COUNTED.values():
+            counter = prom.Counter(
+                attr, description, labels, namespace=namespace, registry=self.registry
+            )
+            setattr(self, attr, counter)
 
     def __call__(self, event: AuditEvent) -> None:
-        attr = _COUNTED.get(event.event)
-        if attr is None:
+        counted = _COUNTED.get(event.event)
+        if counted is None:
             return
-        counter = getattr(self, attr)
+        counter = getattr(self, counted[0])
         counter.labels(secret=event.secret or "", tool=event.tool or "").inc(event.count or 1)
 
 

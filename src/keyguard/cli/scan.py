@@ -62,6 +62,11 @@ def _print_text(report: ScanReport, show_skipped: bool) -> None:
     )
 
 
+def _path_option(*decls: str, **kwargs: Any) -> Any:
+    """An option whose value is a file path."""
+    return click.option(*decls, type=click.Path(path_type=Path), **kwargs)
+
+
 @click.command("scan")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--git-history", is_flag=True, help="Also scan every line added in git history.")
@@ -73,34 +78,21 @@ def _print_text(report: ScanReport, show_skipped: bool) -> None:
     show_default=True,
     help="Output format.",
 )
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
-@click.option(
-    "--baseline",
-    type=click.Path(path_type=Path),
-    help="Findings listed in this baseline file are not reported.",
-)
+@_path_option("-o", "--output", help="Write the report here.")
+@_path_option("--baseline", help="Findings listed in this baseline file are not reported.")
 @click.option(
     "--write-baseline", is_flag=True, help="Write all current findings to --baseline and exit 0."
 )
-@click.option(
-    "--policy",
-    type=click.Path(path_type=Path),
-    help="Also find the values of the policy's secrets (loaded through the store).",
+@_path_option(
+    "--policy", help="Also find the values of the policy's secrets (loaded through the store)."
 )
-@click.option(
+@_path_option(
     "--env-file",
     "env_files",
     multiple=True,
-    type=click.Path(path_type=Path),
     help="Also find the values of this dotenv file's secrets (repeatable).",
 )
-@click.option(
-    "--rules",
-    "rule_files",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="An extra rule file (repeatable).",
-)
+@_path_option("--rules", "rule_files", multiple=True, help="An extra rule file (repeatable).")
 @click.option(
     "--max-bytes",
     type=click.IntRange(min=1),

@@ -32,9 +32,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from keyguard.demo.gemini_server import Recorded, RecordingServer
+from keyguard.demo.loopback import Running
 
 __all__ = ["FakeE2B"]
 
@@ -62,11 +63,15 @@ sys.stdout.flush()
 """
 
 
-class _ControlPlane(RecordingServer):
+class _Plane(RecordingServer):
+    """One of the two servers; its state lives in the ``FakeE2B`` that owns it."""
+
     def __init__(self, owner: FakeE2B) -> None:
         super().__init__()
         self.owner = owner
 
+
+class _ControlPlane(_Plane):
     def handle(self, handler: Any, rec: Recorded) -> None:
         owner = self.owner
         if owner.api_key is not None and rec.headers.get("x-api-key") != owner.api_key:
@@ -124,11 +129,7 @@ class _ControlPlane(RecordingServer):
             handler.send_json(404, {"code": 404, "message": f"no route {rec.method} {rec.path}"})
 
 
-class _SandboxPlane(RecordingServer):
-    def __init__(self, owner: FakeE2B) -> None:
-        super().__init__()
-        self.owner = owner
-
+class _SandboxPlane(_Plane):
     def handle(self, handler: Any, rec: Recorded) -> None:
         owner = self.owner
         sandbox_id = rec.headers.get("e2b-sandbox-id", "")
@@ -155,7 +156,7 @@ class _SandboxPlane(RecordingServer):
         handler.send_chunks(200, "application/x-ndjson", lines)
 
 
-class FakeE2B:
+class FakeE2B(Running):
     """Control plane + sandbox stand-ins; ``api_key`` is the key the control plane accepts
     (``None``: any)."""
 
@@ -211,7 +212,7 @@ class FakeE2B:
     def seen_by_sandbox(self, value: str) -> bool:
         return self.sandbox.seen(value)
 
-    def start(self) -> FakeE2B:
+    def start(self) -> Self:
         self.api.start()
         self.sandbox.start()
         return self
@@ -219,9 +220,3 @@ class FakeE2B:
     def stop(self) -> None:
         self.api.stop()
         self.sandbox.stop()
-
-    def __enter__(self) -> FakeE2B:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -24,9 +24,11 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from keyguard.demo.loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["FakeGemini", "Recorded", "RecordingServer"]
 
@@ -50,19 +52,11 @@ class Recorded:
         )
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
-
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = self._read_chunked()
-        else:
-            body = self.rfile.read(length) if length else b""
+        body = self.read_body()
         split = urlsplit(self.path)
         rec = Recorded(
             method=self.command,
@@ -74,16 +68,6 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.owner.lock:
             self.server.owner.requests.append(rec)
         self.server.owner.handle(self, rec)
-
-    def _read_chunked(self) -> bytes:
-        out = b""
-        while True:
-            size = int(self.rfile.readline().strip() or b"0", 16)
-            if size == 0:
-                self.rfile.readline()
-                return out
-            out += self.rfile.read(size)
-            self.rfile.readline()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -117,22 +101,19 @@ class _Server(ThreadingHTTPServer):
     owner: RecordingServer
 
 
-class RecordingServer:
+class RecordingServer(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1:<free port> that records every request.
 
     Subclasses implement ``handle(handler, recorded)``. Use as a context manager.
     """
 
+    httpd: _Server
+
     def __init__(self) -> None:
+        super().__init__(_Server(("127.0.0.1", 0), _Handler))
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
+        self.httpd.owner = self
 
     @property
     def host(self) -> str:
@@ -145,20 +126,6 @@ class RecordingServer:
 
     def handle(self, handler: _Handler, rec: Recorded) -> None:
         handler.send_json(404, {"error": "not found"})
-
-    def start(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> RecordingServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def seen(self, value: str) -> bool:
         """Whether ``value`` appeared anywhere in any request this server received."""

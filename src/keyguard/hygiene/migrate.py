@@ -104,23 +104,20 @@ class _Visitor(ast.NodeVisitor):
                 self.dotenv_calls.add(alias.asname or alias.name)
 
     def _is_environ(self, node: ast.AST) -> bool:
-        if isinstance(node, ast.Name):
-            return node.id in self.environ_names
-        return (
-            isinstance(node, ast.Attribute)
-            and node.attr == "environ"
-            and isinstance(node.value, ast.Name)
-            and node.value.id in self.os_names
-        )
+        return self._is_os_attr(node, "environ", self.environ_names)
 
     def _is_getenv(self, func: ast.AST) -> bool:
-        if isinstance(func, ast.Name):
-            return func.id in self.getenv_names
+        return self._is_os_attr(func, "getenv", self.getenv_names)
+
+    def _is_os_attr(self, node: ast.AST, attr: str, imported_as: set[str]) -> bool:
+        """``os.<attr>`` (through any alias of ``os``) or a name ``<attr>`` was imported as."""
+        if isinstance(node, ast.Name):
+            return node.id in imported_as
         return (
-            isinstance(func, ast.Attribute)
-            and func.attr == "getenv"
-            and isinstance(func.value, ast.Name)
-            and func.value.id in self.os_names
+            isinstance(node, ast.Attribute)
+            and node.attr == attr
+            and isinstance(node.value, ast.Name)
+            and node.value.id in self.os_names
         )
 
     def _secret_arg(self, node: ast.AST | None) -> str | None:

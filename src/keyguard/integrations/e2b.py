@@ -46,6 +46,7 @@ from typing import Any
 from keyguard.context import tool_context
 from keyguard.edge import sandbox_env
 from keyguard.errors import PolicyViolation
+from keyguard.integrations._common import placeholder, resolve_redactor
 
 __all__ = [
     "DEFAULT_SECRET",
@@ -279,31 +280,185 @@ def _redact_command_result(result: Any, redactor: Any) -> Any:
 # -- the wrappers -----------------------------------------------------------------------
 
 
+def _make_guard(store: Any, policy: Any, tool: str, redactor: Any) -> _Guard:
+    install_hook()
+    return _Guard(store, policy, resolve_redactor(store, redactor), tool)
+
+
+def _create_opts(
+    guard: _Guard, secret: str, envs: Mapping[str, Any] | None, opts: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(keyword arguments for the SDK's create, granted secret env for later calls)."""
+    if opts.get("api_key") is not None:
+        raise ValueError("api_key= is not accepted: the E2B key comes from the store")
+    key = placeholder(guard.store, guard.redactor, secret)
+    plain, granted = _split_env(guard, envs)
+    return {**opts, "api_key": key, "envs": plain or None}, granted
+
+
+def _split_env(
+    guard: _Guard, envs: Mapping[str, Any] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Filter create's envs; secrets (granted) are kept back from the control plane."""
+    if not envs:
+        return {}, {}
+    filtered = sandbox_env(
+        guard.policy, guard.tool, guard.store, dict(envs), redactor=guard.redactor
+    )
+    secret_vars = {
+        var
+        for var, value in filtered.items()
+        if guard.redactor.contains_known(value) or var in getattr(guard.policy, "secrets", {})
+    }
+    plain = {k: v for k, v in filtered.items() if k not in secret_vars}
+    return plain, {k: v for k, v in filtered.items() if k in secret_vars}
+
+
+@dataclass
+class _Step:
+    """One SDK call as the sync and async wrappers both drive it: ``call`` is made inside
+    the guard; then, unless ``done`` is None (the result is returned as it is), the held
+    tails of ``callbacks`` are delivered and ``done(result)`` is returned."""
+
+    guard: _Guard
+    call: Callable[[], Any]
+    done: Callable[[Any], Any] | None = None
+    callbacks: _OutputCallbacks | _CommandCallbacks | None = None
+
+
+def _drive_sync(prepare: Callable[[], _Step]) -> Any:
+    step = prepare()
+    with _guarded(step.guard):
+        result = step.call()
+    if step.done is None:
+        return result
+    if step.callbacks is not None:
+        step.callbacks.finish()
+    return step.done(result)
+
+
+async def _drive_async(prepare: Callable[[], _Step]) -> Any:
+    step = prepare()
+    with _guarded(step.guard):
+        result = step.call()
+        if inspect.isawaitable(result):
+            result = await result
+    if step.done is None:
+        return result
+    for pending in step.callbacks.finish() if step.callbacks is not None else ():
+        if inspect.isawaitable(pending):
+            await pending
+    return step.done(result)
+
+
 class _Base:
-    """What the sync and async sandboxes share: the guard, env filtering, code checks."""
+    """Everything the sync and async sandboxes share; ``_drive`` (``_drive_sync`` or
+    ``_drive_async``) is the one place they differ: whether the SDK's answer is awaited.
+    Each method prepares its ``_Step`` lazily, so on ``AsyncSandbox`` nothing happens
+    until the call is awaited."""
+
+    _drive: Callable[[Callable[[], _Step]], Any]
+    _sdk_class: str  # the e2b_code_interpreter class wrapped
 
     def __init__(self, inner: Any, guard: _Guard, granted_env: dict[str, str]) -> None:
         self._inner = inner
         self._guard = guard
         self._granted_env = granted_env
 
-    @staticmethod
-    def _make_guard(store: Any, policy: Any, tool: str, redactor: Any) -> _Guard:
-        install_hook()
-        redactor = redactor if redactor is not None else store.redactor
-        return _Guard(store, policy, redactor, tool)
+    @classmethod
+    def create(
+        cls,
+        store: Any,
+        policy: Any,
+        *,
+        tool: str = DEFAULT_TOOL,
+        redactor: Any = None,
+        secret: str = DEFAULT_SECRET,
+        envs: Mapping[str, Any] | None = None,
+        **opts: Any,
+    ) -> Any:
+        """The guarded sandbox (awaitable on ``AsyncSandbox``). ``opts`` are
+        ``e2b_code_interpreter.Sandbox.create``'s (template, timeout, api_url, sandbox_url,
+        domain...), except ``api_key``."""
 
-    @staticmethod
-    def _create_opts(
-        guard: _Guard, secret: str, envs: Mapping[str, Any] | None, opts: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """(keyword arguments for the SDK's create, granted secret env for later calls)."""
-        if opts.get("api_key") is not None:
-            raise ValueError("api_key= is not accepted: the E2B key comes from the store")
-        key = guard.store.get(secret)
-        guard.redactor.add_placeholder(key.placeholder)
-        plain, granted = _split_env(guard, envs)
-        return {**opts, "api_key": key.placeholder, "envs": plain or None}, granted
+        def prepare() -> _Step:
+            import e2b_code_interpreter
+
+            sdk = getattr(e2b_code_interpreter, cls._sdk_class)
+            guard = _make_guard(store, policy, tool, redactor)
+            with _guarded(guard):
+                kwargs, granted = _create_opts(guard, secret, envs, opts)
+            return _Step(
+                guard,
+                lambda: sdk.create(**kwargs),
+                done=lambda inner: cls(inner, guard, granted),
+            )
+
+        return cls._drive(prepare)
+
+    def run_code(
+        self,
+        code: str,
+        language: str | None = None,
+        context: Any = None,
+        on_stdout: Callable[[Any], Any] | None = None,
+        on_stderr: Callable[[Any], Any] | None = None,
+        on_result: Callable[[Any], Any] | None = None,
+        on_error: Callable[[Any], Any] | None = None,
+        envs: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        request_timeout: float | None = None,
+    ) -> Any:
+        """``Sandbox.run_code`` with envs filtered and everything returned redacted
+        (awaitable on ``AsyncSandbox``)."""
+
+        def prepare() -> _Step:
+            self._check_code(code)
+            env = self._env(envs)
+            handlers = {
+                "on_stdout": on_stdout,
+                "on_stderr": on_stderr,
+                "on_result": on_result,
+                "on_error": on_error,
+            }
+            callbacks = _OutputCallbacks(self._guard.redactor, handlers)
+            kwargs = {
+                "language": language,
+                "context": context,
+                "envs": env,
+                "timeout": timeout,
+                "request_timeout": request_timeout,
+                **callbacks.kwargs(),
+            }
+            return _Step(
+                self._guard,
+                lambda: self._inner.run_code(code, **kwargs),
+                done=lambda execution: redact_execution(execution, self._guard.redactor),
+                callbacks=callbacks,
+            )
+
+        return self._drive(prepare)
+
+    @property
+    def commands(self) -> _Commands:
+        return _Commands(self)
+
+    def kill(self, **opts: Any) -> Any:
+        return self._guarded_call(self._inner.kill, (), opts)
+
+    def _guarded_call(self, attr: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self._drive(lambda: _Step(self._guard, lambda: attr(*args, **kwargs)))
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (files, set_timeout, is_running, ...) runs inside the guard.
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._guarded_call(attr, args, kwargs)
+
+        return call
 
     def _env(self, envs: Mapping[str, Any] | None) -> dict[str, str] | None:
         if not envs and not self._granted_env:
@@ -339,116 +494,8 @@ class _Base:
         return f"{type(self).__name__}({self.sandbox_id!r}, tool={self._guard.tool!r})"
 
 
-def _split_env(
-    guard: _Guard, envs: Mapping[str, Any] | None
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Filter create's envs; secrets (granted) are kept back from the control plane."""
-    if not envs:
-        return {}, {}
-    filtered = sandbox_env(
-        guard.policy, guard.tool, guard.store, dict(envs), redactor=guard.redactor
-    )
-    secret_vars = {
-        var
-        for var, value in filtered.items()
-        if guard.redactor.contains_known(value) or var in getattr(guard.policy, "secrets", {})
-    }
-    plain = {k: v for k, v in filtered.items() if k not in secret_vars}
-    return plain, {k: v for k, v in filtered.items() if k in secret_vars}
-
-
-class Sandbox(_Base):
-    """A guarded ``e2b_code_interpreter.Sandbox``. Create it with ``Sandbox.create``."""
-
-    @classmethod
-    def create(
-        cls,
-        store: Any,
-        policy: Any,
-        *,
-        tool: str = DEFAULT_TOOL,
-        redactor: Any = None,
-        secret: str = DEFAULT_SECRET,
-        envs: Mapping[str, Any] | None = None,
-        **opts: Any,
-    ) -> Sandbox:
-        """``opts`` are ``e2b_code_interpreter.Sandbox.create``'s (template, timeout,
-        api_url, sandbox_url, domain...), except ``api_key``."""
-        from e2b_code_interpreter import Sandbox as E2BSandbox
-
-        guard = cls._make_guard(store, policy, tool, redactor)
-        with _guarded(guard):
-            kwargs, granted = cls._create_opts(guard, secret, envs, opts)
-            inner = E2BSandbox.create(**kwargs)
-        return cls(inner, guard, granted)
-
-    def run_code(
-        self,
-        code: str,
-        language: str | None = None,
-        context: Any = None,
-        on_stdout: Callable[[Any], Any] | None = None,
-        on_stderr: Callable[[Any], Any] | None = None,
-        on_result: Callable[[Any], Any] | None = None,
-        on_error: Callable[[Any], Any] | None = None,
-        envs: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-        request_timeout: float | None = None,
-    ) -> Any:
-        """``Sandbox.run_code`` with envs filtered and everything returned redacted."""
-        self._check_code(code)
-        env = self._env(envs)
-        callbacks = _OutputCallbacks(
-            self._guard.redactor,
-            {
-                "on_stdout": on_stdout,
-                "on_stderr": on_stderr,
-                "on_result": on_result,
-                "on_error": on_error,
-            },
-        )
-        with _guarded(self._guard):
-            execution = self._inner.run_code(
-                code,
-                language=language,
-                context=context,
-                envs=env,
-                timeout=timeout,
-                request_timeout=request_timeout,
-                **callbacks.kwargs(),
-            )
-        callbacks.finish()
-        return redact_execution(execution, self._guard.redactor)
-
-    @property
-    def commands(self) -> _Commands:
-        return _Commands(self)
-
-    def kill(self, **opts: Any) -> Any:
-        with _guarded(self._guard):
-            return self._inner.kill(**opts)
-
-    def __getattr__(self, name: str) -> Any:
-        # Everything else (files, set_timeout, is_running, ...) runs inside the guard.
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with _guarded(self._guard):
-                return attr(*args, **kwargs)
-
-        return call
-
-    def __enter__(self) -> Sandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-
-
 class _Commands:
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: _Base) -> None:
         self._sandbox = sandbox
 
     def run(
@@ -461,144 +508,54 @@ class _Commands:
         **kwargs: Any,
     ) -> Any:
         """``commands.run`` with envs filtered and the output redacted (foreground only:
-        a background handle's later output is the caller's to redact)."""
+        a background handle's later output is the caller's to redact). Awaitable on
+        ``AsyncSandbox``."""
         sbx = self._sandbox
-        sbx._check_code(cmd)
-        env = sbx._env(envs)
-        callbacks = _CommandCallbacks(
-            sbx._guard.redactor, {"on_stdout": on_stdout, "on_stderr": on_stderr}
-        )
-        with _guarded(sbx._guard):
-            result = sbx._inner.commands.run(
-                cmd, background=background, envs=env, **callbacks.kwargs(), **kwargs
+
+        def prepare() -> _Step:
+            sbx._check_code(cmd)
+            env = sbx._env(envs)
+            callbacks = _CommandCallbacks(
+                sbx._guard.redactor, {"on_stdout": on_stdout, "on_stderr": on_stderr}
             )
-        if background:
-            return result
-        callbacks.finish()
-        return _redact_command_result(result, sbx._guard.redactor)
+            run_kwargs = {**callbacks.kwargs(), **kwargs}
+            return _Step(
+                sbx._guard,
+                lambda: sbx._inner.commands.run(cmd, background=background, envs=env, **run_kwargs),
+                done=None
+                if background
+                else lambda result: _redact_command_result(result, sbx._guard.redactor),
+                callbacks=callbacks,
+            )
+
+        return sbx._drive(prepare)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sandbox._inner.commands, name)
 
 
+class Sandbox(_Base):
+    """A guarded ``e2b_code_interpreter.Sandbox``. Create it with ``Sandbox.create``."""
+
+    _drive = staticmethod(_drive_sync)
+    _sdk_class = "Sandbox"
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
 class AsyncSandbox(_Base):
-    """A guarded ``e2b_code_interpreter.AsyncSandbox``: ``await AsyncSandbox.create(...)``."""
+    """A guarded ``e2b_code_interpreter.AsyncSandbox``: ``await AsyncSandbox.create(...)``;
+    its methods are awaited."""
 
-    @classmethod
-    async def create(
-        cls,
-        store: Any,
-        policy: Any,
-        *,
-        tool: str = DEFAULT_TOOL,
-        redactor: Any = None,
-        secret: str = DEFAULT_SECRET,
-        envs: Mapping[str, Any] | None = None,
-        **opts: Any,
-    ) -> AsyncSandbox:
-        from e2b_code_interpreter import AsyncSandbox as E2BAsyncSandbox
-
-        guard = cls._make_guard(store, policy, tool, redactor)
-        with _guarded(guard):
-            kwargs, granted = cls._create_opts(guard, secret, envs, opts)
-            inner = await E2BAsyncSandbox.create(**kwargs)
-        return cls(inner, guard, granted)
-
-    async def run_code(
-        self,
-        code: str,
-        language: str | None = None,
-        context: Any = None,
-        on_stdout: Callable[[Any], Any] | None = None,
-        on_stderr: Callable[[Any], Any] | None = None,
-        on_result: Callable[[Any], Any] | None = None,
-        on_error: Callable[[Any], Any] | None = None,
-        envs: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-        request_timeout: float | None = None,
-    ) -> Any:
-        self._check_code(code)
-        env = self._env(envs)
-        callbacks = _OutputCallbacks(
-            self._guard.redactor,
-            {
-                "on_stdout": on_stdout,
-                "on_stderr": on_stderr,
-                "on_result": on_result,
-                "on_error": on_error,
-            },
-        )
-        with _guarded(self._guard):
-            execution = await self._inner.run_code(
-                code,
-                language=language,
-                context=context,
-                envs=env,
-                timeout=timeout,
-                request_timeout=request_timeout,
-                **callbacks.kwargs(),
-            )
-        for pending in callbacks.finish():
-            if inspect.isawaitable(pending):
-                await pending
-        return redact_execution(execution, self._guard.redactor)
-
-    @property
-    def commands(self) -> _AsyncCommands:
-        return _AsyncCommands(self)
-
-    async def kill(self, **opts: Any) -> Any:
-        with _guarded(self._guard):
-            return await self._inner.kill(**opts)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            with _guarded(self._guard):
-                result = attr(*args, **kwargs)
-                return await result if inspect.isawaitable(result) else result
-
-        return call
+    _drive = staticmethod(_drive_async)
+    _sdk_class = "AsyncSandbox"
 
     async def __aenter__(self) -> AsyncSandbox:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.kill()
-
-
-class _AsyncCommands:
-    def __init__(self, sandbox: AsyncSandbox) -> None:
-        self._sandbox = sandbox
-
-    async def run(
-        self,
-        cmd: str,
-        background: bool | None = None,
-        envs: Mapping[str, Any] | None = None,
-        on_stdout: Callable[[str], Any] | None = None,
-        on_stderr: Callable[[str], Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        sbx = self._sandbox
-        sbx._check_code(cmd)
-        env = sbx._env(envs)
-        callbacks = _CommandCallbacks(
-            sbx._guard.redactor, {"on_stdout": on_stdout, "on_stderr": on_stderr}
-        )
-        with _guarded(sbx._guard):
-            result = await sbx._inner.commands.run(
-                cmd, background=background, envs=env, **callbacks.kwargs(), **kwargs
-            )
-        if background:
-            return result
-        for pending in callbacks.finish():
-            if inspect.isawaitable(pending):
-                await pending
-        return _redact_command_result(result, sbx._guard.redactor)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sandbox._inner.commands, name)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from keyguard.audit import get_auditor
 from keyguard.context import tool_context
+from keyguard.integrations._common import placeholder, resolve_redactor
 from keyguard.secret import PLACEHOLDER_RE, parse_placeholder
 
 if TYPE_CHECKING:
@@ -194,9 +195,8 @@ def client(
                 "async_client_args instead and keyguard builds the clients"
             )
 
-    key = store.get(secret)  # loads it, so the redactor knows the value from now on
-    redactor = redactor if redactor is not None else store.redactor
-    redactor.add_placeholder(key.placeholder)
+    redactor = resolve_redactor(store, redactor)
+    key = placeholder(store, redactor, secret)  # the value stays in the store
     http, guarded, async_guarded = _stack()
     sync_redaction, async_redaction = _transport_classes(http)
 
@@ -215,7 +215,7 @@ def client(
     options.client_args = None
     options.async_client_args = None
 
-    gclient = genai.Client(api_key=key.placeholder, http_options=options, **kwargs)
+    gclient = genai.Client(api_key=key, http_options=options, **kwargs)
     _guard_streams(gclient, redactor)
     return gclient
 
@@ -241,7 +241,8 @@ class _ChunkRedactor:
         self.streams: dict[int, Any] = {}
         self.pending: Any = None
 
-    def feed(self, chunk: Any) -> Any:
+    def feed(self, chunk: Any) -> list[Any]:
+        """The chunks ready to hand on (the one before ``chunk``, if any)."""
         for index, part in _texts(chunk):
             stream = self.streams.get(index)
             if stream is None:
@@ -254,12 +255,12 @@ class _ChunkRedactor:
                 if call is not None and call.args:
                     call.args = self.redactor.redact_obj(call.args)
         out, self.pending = self.pending, chunk
-        return out
+        return [] if out is None else [out]
 
-    def finish(self) -> Any:
+    def finish(self) -> list[Any]:
         chunk, self.pending = self.pending, None
         if chunk is None:
-            return None
+            return []
         from google.genai import types
 
         for index, stream in self.streams.items():
@@ -276,31 +277,25 @@ class _ChunkRedactor:
                 if cand.content is None:
                     cand.content = types.Content(role="model", parts=[])
                 cand.content.parts = [*(cand.content.parts or []), types.Part(text=tail)]
-        return chunk
+        return [chunk]
 
 
 def redact_stream(chunks: Iterator[Any], redactor: Any) -> Iterator[Any]:
     """Redact a ``generate_content_stream`` iterator so that no chunk boundary hides a key."""
     state = _ChunkRedactor(redactor)
     for chunk in chunks:
-        ready = state.feed(chunk)
-        if ready is not None:
-            yield ready
-    last = state.finish()
-    if last is not None:
-        yield last
+        yield from state.feed(chunk)
+    yield from state.finish()
 
 
 async def redact_stream_async(chunks: AsyncIterator[Any], redactor: Any) -> AsyncIterator[Any]:
     """The async form of ``redact_stream``."""
     state = _ChunkRedactor(redactor)
     async for chunk in chunks:
-        ready = state.feed(chunk)
-        if ready is not None:
+        for ready in state.feed(chunk):
             yield ready
-    last = state.finish()
-    if last is not None:
-        yield last
+    for ready in state.finish():
+        yield ready
 
 
 def _guard_streams(gclient: Any, redactor: Any) -> None:

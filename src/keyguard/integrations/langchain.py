@@ -41,6 +41,7 @@ from pydantic import ConfigDict
 from keyguard.audit import get_auditor
 from keyguard.context import tool_context
 from keyguard.errors import PolicyViolation
+from keyguard.integrations._common import resolve_redactor
 
 __all__ = [
     "AuditCallbackHandler",
@@ -87,7 +88,9 @@ class _ChunkRedactor:
         self.text = redactor.stream()
         self.args: dict[Any, Any] = {}
 
-    def feed(self, chunk: AIMessageChunk) -> AIMessageChunk:
+    def feed(self, chunk: Any) -> ChatGenerationChunk:
+        """The inner model's chunk, redacted, as the generation chunk to hand on."""
+        chunk = _as_chunk(chunk)
         update: dict[str, Any] = {}
         if isinstance(chunk.content, str):
             update["content"] = self.text.feed(chunk.content)
@@ -105,9 +108,10 @@ class _ChunkRedactor:
             update["tool_calls"] = []  # re-derived from the chunks when they are merged
         if chunk.additional_kwargs:
             update["additional_kwargs"] = self.redactor.redact_obj(chunk.additional_kwargs)
-        return _rebuild_chunk(chunk, update)
+        return ChatGenerationChunk(message=_rebuild_chunk(chunk, update))
 
-    def finish(self) -> AIMessageChunk | None:
+    def finish(self) -> list[ChatGenerationChunk]:
+        """The held tails, as one last generation chunk (none if nothing was held)."""
         text = self.text.flush()
         calls = []
         for index, stream in self.args.items():
@@ -123,8 +127,8 @@ class _ChunkRedactor:
                     }
                 )
         if not text and not calls:
-            return None
-        return AIMessageChunk(content=text, tool_call_chunks=calls)
+            return []
+        return [ChatGenerationChunk(message=AIMessageChunk(content=text, tool_call_chunks=calls))]
 
 
 def _rebuild_chunk(chunk: AIMessageChunk, update: dict[str, Any]) -> AIMessageChunk:
@@ -221,10 +225,8 @@ class GuardedChatModel(BaseChatModel):
         messages = _redact_messages(messages, self.redactor)
         state = _ChunkRedactor(self.redactor)
         for chunk in self.inner.stream(messages, config=self._inner_config(), stop=stop, **kwargs):
-            yield ChatGenerationChunk(message=state.feed(_as_chunk(chunk)))
-        last = state.finish()
-        if last is not None:
-            yield ChatGenerationChunk(message=last)
+            yield state.feed(chunk)
+        yield from state.finish()
 
     async def _astream(
         self,
@@ -238,10 +240,9 @@ class GuardedChatModel(BaseChatModel):
         async for chunk in self.inner.astream(
             messages, config=self._inner_config(), stop=stop, **kwargs
         ):
-            yield ChatGenerationChunk(message=state.feed(_as_chunk(chunk)))
-        last = state.finish()
-        if last is not None:
-            yield ChatGenerationChunk(message=last)
+            yield state.feed(chunk)
+        for last in state.finish():
+            yield last
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> GuardedChatModel:  # type: ignore[override]
         """Bind the tools on the inner model; the result is still guarded."""
@@ -357,7 +358,7 @@ def guard_tool(tool: BaseTool, store: Any, policy: Any, redactor: Any = None) ->
         inner=tool,
         store=store,
         policy=policy,
-        redactor=redactor if redactor is not None else store.redactor,
+        redactor=resolve_redactor(store, redactor),
         secrets=_injected_secrets(tool),
     )
 

@@ -17,7 +17,7 @@ The client then puts each placeholder only on the requests that need it; with
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ import httpx
 
 from keyguard.context import tool_context
 from keyguard.errors import KeyguardError
+from keyguard.integrations._common import placeholder, resolve_redactor
 
 __all__ = [
     "DEFAULT_SECRET",
@@ -74,8 +75,16 @@ class JwtAuth:
 WebhookAuth = HeaderAuth | BasicAuth | JwtAuth
 
 
+_Prepared = tuple[str, str, dict[str, Any]]  # (method, path, keyword arguments of request)
+
+
 class _Base:
-    """Request building and response handling shared by the sync and async clients."""
+    """Everything the sync and async clients share: construction, request building,
+    response and error handling, the public calls. They differ only where the wire is
+    used (``_send``, ``_all_pages``, closing); a call is prepared when it is sent, so on
+    ``AsyncN8nClient`` nothing happens until it is awaited."""
+
+    _send: Callable[[Callable[[], _Prepared]], Any]
 
     def __init__(
         self,
@@ -86,23 +95,95 @@ class _Base:
         tool: str | None = None,
         secret: str = DEFAULT_SECRET,
         redactor: Any = None,
+        timeout: float = 30.0,
+        **httpx_kwargs: Any,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.store = store
         self.policy = policy
         self.tool = tool
         self.secret = secret
-        self.redactor = redactor if redactor is not None else store.redactor
+        self.redactor = resolve_redactor(store, redactor)
+        self._http = self._client_factory()(
+            store,
+            policy,
+            redactor=self.redactor,
+            base_url=self.base_url,
+            timeout=timeout,
+            **httpx_kwargs,
+        )
+
+    @staticmethod
+    def _client_factory() -> Callable[..., Any]:
+        raise NotImplementedError
+
+    # -- public API (awaitable on AsyncN8nClient) ---------------------------------------
+
+    def list_workflows(self, *, active: bool | None = None, limit: int = 100) -> Any:
+        """All workflows (every page), optionally only active/inactive ones."""
+        return self._all_pages("/workflows", {"active": _flag(active), "limit": limit})
+
+    def get_workflow(self, workflow_id: str) -> Any:
+        return self._call("GET", f"/workflows/{workflow_id}")
+
+    def create_workflow(self, workflow: dict[str, Any]) -> Any:
+        return self._call("POST", "/workflows", json=workflow)
+
+    def delete_workflow(self, workflow_id: str) -> Any:
+        return self._call("DELETE", f"/workflows/{workflow_id}")
+
+    def activate_workflow(self, workflow_id: str) -> Any:
+        return self._call("POST", f"/workflows/{workflow_id}/activate")
+
+    def deactivate_workflow(self, workflow_id: str) -> Any:
+        return self._call("POST", f"/workflows/{workflow_id}/deactivate")
+
+    def list_executions(
+        self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> Any:
+        params = {"workflowId": workflow_id, "status": status, "limit": limit}
+        return self._all_pages("/executions", params)
+
+    def trigger_webhook(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        auth: WebhookAuth | None = None,
+        method: str = "POST",
+        test: bool = False,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call ``/webhook/<path>`` (``test=True``: ``/webhook-test/<path>``)."""
+        return self._send(
+            lambda: self._webhook(
+                path, method=method, json=json, auth=auth, test=test, headers=headers, params=params
+            )
+        )
+
+    # -- the shared core ----------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(lambda: self._api(method, path, **kwargs))
 
     def _placeholder(self, name: str) -> str:
-        secret = self.store.get(name)  # loads it: the redactor knows the value from now on
-        self.redactor.add_placeholder(secret.placeholder)
-        return secret.placeholder
+        return placeholder(self.store, self.redactor, name)
 
-    def _scope(self) -> Any:
-        return tool_context(self.tool) if self.tool else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _exchange(self, method: str, path: str) -> Iterator[None]:
+        """The scope of one request: the acting tool, and transport errors as N8nError."""
+        scope = tool_context(self.tool) if self.tool else contextlib.nullcontext()
+        with scope:
+            try:
+                yield
+            except httpx.TransportError as exc:
+                raise N8nError(
+                    f"n8n at {self.base_url} could not be reached ({method} {path}): "
+                    f"{type(exc).__name__}"
+                ) from None
 
-    def _api(self, method: str, path: str, **kwargs: Any) -> tuple[str, str, dict[str, Any]]:
+    def _api(self, method: str, path: str, **kwargs: Any) -> _Prepared:
         headers = {API_KEY_HEADER: self._placeholder(self.secret), "Accept": "application/json"}
         params = {k: v for k, v in (kwargs.pop("params", None) or {}).items() if v is not None}
         return method, f"/api/v1{path}", {"headers": headers, "params": params or None, **kwargs}
@@ -117,7 +198,7 @@ class _Base:
         test: bool,
         headers: dict[str, str] | None,
         params: dict[str, Any] | None,
-    ) -> tuple[str, str, dict[str, Any]]:
+    ) -> _Prepared:
         headers = dict(headers or {})
         basic = None
         if isinstance(auth, HeaderAuth):
@@ -161,105 +242,41 @@ class _Base:
         # The edge already scrubbed the body; this also catches pattern-shaped secrets.
         return self.redactor.redact(text.strip()[:300]) or "(empty response)"
 
-    def _unreachable(self, exc: httpx.TransportError, method: str, path: str) -> N8nError:
-        return N8nError(
-            f"n8n at {self.base_url} could not be reached ({method} {path}): {type(exc).__name__}"
-        )
+
+class _Pages:
+    """A paged listing being collected: ``query`` asks for the next page (None: done)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.items: list[dict[str, Any]] = []
+        self.query: dict[str, Any] | None = {**params, "cursor": None}
+
+    def add(self, page: dict[str, Any]) -> None:
+        self.items.extend(page.get("data", []))
+        cursor = page.get("nextCursor")
+        self.query = {**self.params, "cursor": cursor} if cursor else None
 
 
 class N8nClient(_Base):
     """Sync n8n client. ``tool`` names the tool its calls act as (else the ambient one)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        store: Any,
-        policy: Any,
-        *,
-        tool: str | None = None,
-        secret: str = DEFAULT_SECRET,
-        redactor: Any = None,
-        timeout: float = 30.0,
-        **httpx_kwargs: Any,
-    ) -> None:
+    @staticmethod
+    def _client_factory() -> Callable[..., Any]:
         from keyguard.edge import guarded_client
 
-        super().__init__(base_url, store, policy, tool=tool, secret=secret, redactor=redactor)
-        self._http = guarded_client(
-            store,
-            policy,
-            redactor=self.redactor,
-            base_url=self.base_url,
-            timeout=timeout,
-            **httpx_kwargs,
-        )
+        return guarded_client
 
-    def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> Any:
-        with self._scope():
-            try:
-                response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                raise self._unreachable(exc, method, path) from None
+    def _send(self, prepare: Callable[[], _Prepared]) -> Any:
+        method, path, kwargs = prepare()
+        with self._exchange(method, path):
+            response = self._http.request(method, path, **kwargs)
         return self._result(response, method, path)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._send(*self._api(method, path, **kwargs))
-
-    # -- public API ---------------------------------------------------------------------
-
-    def list_workflows(
-        self, *, active: bool | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """All workflows (every page), optionally only active/inactive ones."""
-        return list(self._pages("/workflows", {"active": _flag(active), "limit": limit}))
-
-    def get_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/workflows/{workflow_id}")
-
-    def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/workflows", json=workflow)
-
-    def delete_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/workflows/{workflow_id}")
-
-    def activate_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/workflows/{workflow_id}/activate")
-
-    def deactivate_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/workflows/{workflow_id}/deactivate")
-
-    def list_executions(
-        self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        params = {"workflowId": workflow_id, "status": status, "limit": limit}
-        return list(self._pages("/executions", params))
-
-    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        cursor = None
-        while True:
-            page = self._call("GET", path, params={**params, "cursor": cursor})
-            yield from page.get("data", [])
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return
-
-    def trigger_webhook(
-        self,
-        path: str,
-        json: Any = None,
-        *,
-        auth: WebhookAuth | None = None,
-        method: str = "POST",
-        test: bool = False,
-        headers: dict[str, str] | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> Any:
-        """Call ``/webhook/<path>`` (``test=True``: ``/webhook-test/<path>``)."""
-        return self._send(
-            *self._webhook(
-                path, method=method, json=json, auth=auth, test=test, headers=headers, params=params
-            )
-        )
+    def _all_pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        pages = _Pages(params)
+        while pages.query is not None:
+            pages.add(self._call("GET", path, params=pages.query))
+        return pages.items
 
     def close(self) -> None:
         self._http.close()
@@ -274,93 +291,23 @@ class N8nClient(_Base):
 class AsyncN8nClient(_Base):
     """The async twin of ``N8nClient`` (same methods, awaited)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        store: Any,
-        policy: Any,
-        *,
-        tool: str | None = None,
-        secret: str = DEFAULT_SECRET,
-        redactor: Any = None,
-        timeout: float = 30.0,
-        **httpx_kwargs: Any,
-    ) -> None:
+    @staticmethod
+    def _client_factory() -> Callable[..., Any]:
         from keyguard.edge import async_guarded_client
 
-        super().__init__(base_url, store, policy, tool=tool, secret=secret, redactor=redactor)
-        self._http = async_guarded_client(
-            store,
-            policy,
-            redactor=self.redactor,
-            base_url=self.base_url,
-            timeout=timeout,
-            **httpx_kwargs,
-        )
+        return async_guarded_client
 
-    async def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> Any:
-        with self._scope():
-            try:
-                response = await self._http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                raise self._unreachable(exc, method, path) from None
+    async def _send(self, prepare: Callable[[], _Prepared]) -> Any:
+        method, path, kwargs = prepare()
+        with self._exchange(method, path):
+            response = await self._http.request(method, path, **kwargs)
         return self._result(response, method, path)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await self._send(*self._api(method, path, **kwargs))
-
-    async def list_workflows(
-        self, *, active: bool | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        return await self._all_pages("/workflows", {"active": _flag(active), "limit": limit})
-
-    async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/workflows/{workflow_id}")
-
-    async def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("POST", "/workflows", json=workflow)
-
-    async def delete_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return await self._call("DELETE", f"/workflows/{workflow_id}")
-
-    async def activate_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/workflows/{workflow_id}/activate")
-
-    async def deactivate_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/workflows/{workflow_id}/deactivate")
-
-    async def list_executions(
-        self, *, workflow_id: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        params = {"workflowId": workflow_id, "status": status, "limit": limit}
-        return await self._all_pages("/executions", params)
-
     async def _all_pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            page = await self._call("GET", path, params={**params, "cursor": cursor})
-            out.extend(page.get("data", []))
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return out
-
-    async def trigger_webhook(
-        self,
-        path: str,
-        json: Any = None,
-        *,
-        auth: WebhookAuth | None = None,
-        method: str = "POST",
-        test: bool = False,
-        headers: dict[str, str] | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> Any:
-        return await self._send(
-            *self._webhook(
-                path, method=method, json=json, auth=auth, test=test, headers=headers, params=params
-            )
-        )
+        pages = _Pages(params)
+        while pages.query is not None:
+            pages.add(await self._call("GET", path, params=pages.query))
+        return pages.items
 
     async def aclose(self) -> None:
         await self._http.aclose()
