@@ -157,6 +157,15 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def _masked_ref(ref: str) -> str:
+    """A reference that failed to parse, as an error may show it: the scheme, then the
+    rest masked (it failed the shape, so it may be a value pasted where a path belongs)."""
+    scheme, sep, rest = ref.partition("://")
+    if not sep or not scheme.isalpha() or len(scheme) > 10:
+        return mask(ref)
+    return f"{scheme}://{mask(rest)}" if rest else ref
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """Where a secret lives: ``env://NAME``, ``file:///path``, ``vault://mount/path#field``,
@@ -193,7 +202,7 @@ class Reference:
             path = unquote(urlsplit(ref).path)
             if not path or not path.startswith("/"):
                 raise InvalidReference(
-                    f"invalid file reference {ref!r}: expected file:///absolute/path"
+                    f"invalid file reference {_masked_ref(ref)!r}: expected file:///absolute/path"
                 )
             return cls("file", path)
         if scheme == "vault":
@@ -201,11 +210,12 @@ class Reference:
             path = path.strip("/")
             if not sep or not field or "/" not in path:
                 raise InvalidReference(
-                    f"invalid vault reference {ref!r}: expected vault://<mount>/<path>#<field>"
+                    f"invalid vault reference {_masked_ref(ref)!r}: "
+                    "expected vault://<mount>/<path>#<field>"
                 )
             return cls("vault", path, field)
         raise InvalidReference(
-            f"unknown reference scheme {scheme!r} in {ref!r}: use env://, file:// or vault://"
+            f"unknown reference scheme in {_masked_ref(ref)!r}: use env://, file:// or vault://"
         )
 
     @property

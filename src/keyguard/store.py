@@ -7,6 +7,7 @@ without anyone registering it by hand.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -73,6 +74,20 @@ def _parse(text: str) -> Reference:
                 "file:///path, vault://<mount>/<path>#<field>"
             ) from None
         raise exc from None
+
+
+# Every ``get`` resolves its name to a reference; for what the policy declares (its
+# ``from:`` texts and secret names, never a caller's free text, which could be a pasted
+# value) the parse is done once. ``Reference`` is frozen, so sharing it is safe.
+_policy_ref = functools.lru_cache(maxsize=1024)(Reference.parse)
+
+
+@functools.lru_cache(maxsize=1024)
+def _declared_ref(name: str) -> Reference:
+    ref = _parse(name)
+    if ref.scheme != "name":  # pragma: no cover - "://" was routed to get_ref
+        raise InvalidReference(f"invalid secret name {name!r}")
+    return ref
 
 
 def _name_for(ref: Reference) -> str:
@@ -279,6 +294,9 @@ class SecretStore:
     @property
     def redactor(self) -> Redactor:
         """A ``Redactor`` that knows every value this store has loaded or will load."""
+        redactor = self._redactor
+        if redactor is not None:  # set once, never unset: no lock on the request path
+            return redactor
         with self._lock:
             if self._redactor is None:
                 from keyguard.redact import Redactor
@@ -313,10 +331,11 @@ class SecretStore:
     # -- internals ------------------------------------------------------------------
 
     def _ref_for(self, name: str) -> Reference:
-        if self.policy is not None:
-            spec = self.policy.secrets.get(name)
-            if spec is not None and spec.from_ref:
-                return Reference.parse(spec.from_ref)
+        spec = self.policy.secrets.get(name) if self.policy is not None else None
+        if spec is not None and spec.from_ref:
+            return _policy_ref(spec.from_ref)
+        if spec is not None:
+            return _declared_ref(name)
         ref = _parse(name)
         if ref.scheme != "name":  # pragma: no cover - "://" was routed to get_ref
             raise InvalidReference(f"invalid secret name {name!r}")
@@ -328,7 +347,7 @@ class SecretStore:
         for secret_name, spec in self.policy.secrets.items():
             if spec.from_ref:
                 try:
-                    if Reference.parse(spec.from_ref) == ref:
+                    if _policy_ref(spec.from_ref) == ref:
                         return secret_name
                 except InvalidReference:
                     continue
@@ -344,7 +363,11 @@ class SecretStore:
     def _fresh(self, name: str, ref: Reference) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(name)
-            if entry is not None and entry.ref == ref and self._clock() < entry.expires_at:
+            if (
+                entry is not None
+                and (entry.ref is ref or entry.ref == ref)
+                and self._clock() < entry.expires_at
+            ):
                 return entry
             return None
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from keyguard.cli.policy import UsageProblem, console, load_policy, policy_option
 from keyguard.errors import KeyguardError
+from keyguard.policy.formats import _show
 
 __all__ = ["command"]
 
@@ -36,14 +37,17 @@ def command(name: str, policy_path: Path | None, as_json: bool) -> None:
         origin = store.origin(secret.name) if "://" not in name else str(secret.source)
     except KeyguardError as exc:
         # Not found, access denied, backend down: the message names the reference and
-        # the cause, never a value.
+        # the cause. NAME is what the user typed, possibly a pasted value, so it and the
+        # message quoting it are shown with anything credential-shaped masked.
+        message = _show(str(exc))
         if as_json:
-            click.echo(json.dumps({"name": name, "found": False, "error": str(exc)}, indent=2))
+            error = {"name": _show(name), "found": False, "error": message}
+            click.echo(json.dumps(error, indent=2))
         else:
-            console(stderr=True).print(f"[red]✗[/red] {escape(str(exc))}")
+            console(stderr=True).print(f"[red]✗[/red] {escape(message)}")
         raise SystemExit(1) from None
     info = {
-        "name": secret.name,
+        "name": _show(secret.name),
         "found": True,
         "masked": secret.masked,
         "origin": origin,
@@ -55,7 +59,7 @@ def command(name: str, policy_path: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2))
         return
     out = console()
-    out.print(f"[bold]{escape(secret.name)}[/bold]  {escape(secret.masked)}")
+    out.print(f"[bold]{escape(_show(secret.name))}[/bold]  {escape(secret.masked)}")
     out.print(f"  from         {escape(origin)}")
     out.print(f"  fingerprint  {secret.fingerprint}  (keyed per run: compare within one run)")
     if secret.version is not None:

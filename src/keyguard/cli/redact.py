@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from keyguard.errors import KeyguardError
+from keyguard.policy.formats import _show
 from keyguard.redact import Redactor
 
 _PEM_BEGIN = "-----BEGIN"
@@ -134,7 +135,7 @@ def command(
     for name in secret_envs:
         value = os.environ.get(name)
         if value is None:
-            _warn(f"environment variable {name} is not set")
+            _warn(f"environment variable {_show(name)} is not set")
             continue
         if value:
             _add(redactor, name, value, "the environment")

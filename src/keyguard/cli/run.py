@@ -73,10 +73,11 @@ def command(
     try:
         status = run_child(cmd, env=env, redactor=redactor, use_pty=use_pty)
     except FileNotFoundError:
-        click.echo(f"keyguard run: command not found: {cmd[0]}", err=True)
+        # argv[0] as typed may be a value ("$KEY" in the wrong place): shown redacted
+        click.echo(f"keyguard run: command not found: {redactor.redact(cmd[0])}", err=True)
         sys.exit(127)
     except PermissionError:
-        click.echo(f"keyguard run: permission denied: {cmd[0]}", err=True)
+        click.echo(f"keyguard run: permission denied: {redactor.redact(cmd[0])}", err=True)
         sys.exit(126)
     if status > 128 and status - 128 in {s.value for s in signal.Signals}:
         # Die the way the child died, so our parent sees the same signal.

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from keyguard.cli.policy import console, load_policy, policy_option
 from keyguard.errors import InvalidReference, KeyguardError
 from keyguard.policy import Policy
+from keyguard.policy.formats import _show
 from keyguard.secret import Reference
 
 __all__ = ["command", "dotenv_names", "render_template"]
@@ -97,6 +99,15 @@ def command(policy_path: Path | None, output: Path, from_env: Path | None) -> No
             extra = dotenv_names(source)
         except KeyguardError as exc:
             raise click.ClickException(str(exc)) from None
+        # The template is committed: a "name" that is a key pasted on the left of '='
+        # (ghp_...=) must not go into it.
+        pasted = [n for n in extra if _show(n) != n]
+        for name in pasted:
+            console(stderr=True).print(
+                f"[yellow]![/yellow] {escape(_show(name))} in {escape(str(source))} looks like "
+                "a secret value used as a name; left out of the template (rotate that key)"
+            )
+        extra = [n for n in extra if n not in pasted]
     text = render_template(policy, extra)
     if str(output) == "-":
         click.echo(text, nl=False)

@@ -45,6 +45,7 @@ _AUTHORIZATION = b"authorization"
 _BODY_LENGTH_HEADERS = (b"content-length", b"transfer-encoding")
 _UNSAFE_IN_HEADER = re.compile(r"[\r\n\x00]")
 _CACHE_SIZE = 1024
+_MEMO_SIZE = 256
 _Headers = tuple[tuple[bytes, bytes], ...]
 
 
@@ -154,7 +155,7 @@ class Verdict:
 class _Pass:
     """One request's decisions: the secrets resolved so far and how often each was used."""
 
-    __slots__ = ("allowed", "auditor", "counts", "guard", "req", "tool", "where")
+    __slots__ = ("allowed", "auditor", "counts", "guard", "raw", "renders", "req", "tool", "where")
 
     def __init__(
         self, guard: EdgeGuard, req: OutgoingRequest, tool: str | None, auditor: Auditor
@@ -171,6 +172,9 @@ class _Pass:
         }
         self.allowed: dict[str, Secret] = {}
         self.counts: dict[str, int] = {}
+        self.raw = False  # the caller put a real value in the request
+        # header values rendered from a secret in this pass: id -> (value, name, spec)
+        self.renders: dict[int, tuple[bytes, str, Any]] = {}
 
     def check(self, name: str, how: str) -> None:
         """Deny (audit + ``PolicyViolation``) unless ``name`` may go to this destination."""
@@ -220,16 +224,15 @@ class _Pass:
 
         return _PLACEHOLDER_B.sub(one, data)
 
-    def check_raw_values(self, redactor: Any) -> None:
-        # One scan over everything that leaves: the redactor knows every form of every
-        # loaded value (hex, base64 even inside a Basic auth blob, percent-encoding...).
-        # Header values only: names carry no values, and "x-api-key: ..." would wake the
-        # redactor's keyword rules for nothing (3x the cost of the literal scan).
+    def check_raw_values(self, redactor: Any, blob: bytes) -> None:
+        # One scan over everything that leaves (``blob``): the redactor knows every form
+        # of every loaded value (hex, base64 even inside a Basic auth blob,
+        # percent-encoding...). Header values only: names carry no values.
         req = self.req
-        blob = b"\n".join([req.path, req.query, *(v for _, v in req.headers), req.body])
         names = redactor.contains_known(blob)
         if not names:
             return
+        self.raw = True
         # A path can carry a pasted value (``/bot<token>/...``): never audit it as is.
         self.where["path"] = redactor.redact(req.path_text)
         for name in names:
@@ -259,6 +262,8 @@ class EdgeGuard:
         self._redactor = redactor
         self._auditor = auditor
         self._injections: dict[tuple[str, str | None, str, int | None], list[Any]] = {}
+        self._headers_of: dict[str, tuple[Any, tuple[bytes, bytes] | None]] = {}
+        self._memo: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._decisions: dict[tuple[str, str, str | None, str, int | None], Any] = {}
         self._primed = False
 
@@ -301,16 +306,31 @@ class EdgeGuard:
         if not self._primed:
             self.prime()
         state = _Pass(self, req, self.tool(), self.auditor)
-        state.check_raw_values(self.redactor)
+        values = [v for _, v in req.headers]
+        blob = b"\n".join([req.path, req.query, *values, req.body])
+        state.check_raw_values(self.redactor, blob)
 
-        path = state.substitute(req.path, _url_escaped, "placeholder in path")
-        query = state.substitute(req.query, _url_escaped, "placeholder in query")
-        headers = self._substitute_headers(req, state)
-        body = req.body
-        if _MARK in body:
-            encode = _ENCODERS[_form(req.header(b"content-type"))]
-            body = state.substitute(body, encode, "placeholder in body")
-        path, query, headers, body = self._apply_injections(state, path, query, headers, body)
+        path, query, headers, body = req.path, req.query, req.headers, req.body
+        # The separator is not part of a placeholder: no mark in the blob, none anywhere
+        # (except base64-hidden in Basic auth, which _substitute_headers looks into).
+        marked = _MARK in blob
+        if marked:
+            path = state.substitute(path, _url_escaped, "placeholder in path")
+            query = state.substitute(query, _url_escaped, "placeholder in query")
+            if _MARK in body:
+                encode = _ENCODERS[_form(req.header(b"content-type"))]
+                body = state.substitute(body, encode, "placeholder in body")
+        memo_key = (req.headers, req.host, req.scheme, req.port, state.tool)
+        replayed = self._replay(state, memo_key)
+        if replayed is not None:
+            headers = replayed
+            query, body = self._apply_injections(state, query, body)
+        else:
+            before = dict(state.counts)
+            if marked or any(v[:1] in b"Bb" for v in values):
+                headers = self._substitute_headers(req, state)
+            headers, query, body = self._apply_injections_all(state, headers, query, body)
+            self._remember(state, memo_key, headers, before)
         if body is not req.body:
             headers = self._with_length(headers, len(body))
         out = req
@@ -330,19 +350,25 @@ class EdgeGuard:
     def _substitute_headers(
         self, req: OutgoingRequest, state: _Pass
     ) -> tuple[tuple[bytes, bytes], ...]:
-        changed = False
-        out: list[tuple[bytes, bytes]] = []
-        for key, value in req.headers:
-            new = value
+        # Only the headers that may hold a placeholder (visible, or base64 in Basic auth)
+        # are looked at one by one; the rest are copied as they are.
+        candidates = [i for i, (_, v) in enumerate(req.headers) if _MARK in v or v[:1] in b"Bb"]
+        if not candidates:
+            return req.headers
+        out: list[tuple[bytes, bytes]] | None = None
+        for i in candidates:
+            key, value = req.headers[i]
             if _MARK in value:
                 new = self._header_value(key, value, state)
-            elif (
-                value[:1] in b"Bb" and value[:6].lower() == _BASIC and key.lower() == _AUTHORIZATION
-            ):
+            elif value[:6].lower() == _BASIC and key.lower() == _AUTHORIZATION:
                 new = self._basic_value(value, state)
-            changed = changed or new is not value
-            out.append((key, new))
-        return tuple(out) if changed else req.headers
+            else:
+                continue
+            if new is not value:
+                if out is None:
+                    out = list(req.headers)
+                out[i] = (key, new)
+        return tuple(out) if out is not None else req.headers
 
     def _header_value(self, key: bytes, value: bytes, state: _Pass) -> bytes:
         whole = _PLACEHOLDER_B.fullmatch(value.strip())
@@ -350,11 +376,10 @@ class EdgeGuard:
         if name is not None:
             # A header that is exactly the placeholder, and is the header the policy injects
             # this secret into, gets the policy's template ("Bearer {value}", Basic auth).
-            spec = self._inject_spec(name)
-            header = _inject_header_name(spec) if spec is not None else None
-            if header is not None and header.lower().encode() == key.lower():
-                rendered = _render(spec, state.secret(name, "placeholder in header").reveal())
-                return self._header_bytes(rendered, name)
+            spec, header = self._header_of(name)
+            if header is not None and header[1] == key.lower():
+                secret = state.secret(name, "placeholder in header")
+                return self._rendered(state, name, spec, secret)
         return state.substitute(
             value,
             lambda v: self._header_bytes(v, "a secret"),
@@ -384,46 +409,159 @@ class EdgeGuard:
         spec = getattr(self.policy, "secrets", {}).get(name)
         return getattr(spec, "inject", None) if spec is not None else None
 
-    def _apply_injections(
-        self, state: _Pass, path: bytes, query: bytes, headers: _Headers, body: bytes
-    ) -> tuple[bytes, bytes, _Headers, bytes]:
+    def _header_of(self, name: str) -> tuple[Any, tuple[bytes, bytes] | None]:
+        """(inject spec, (header name, lowered) it goes into, or None) of a secret."""
+        hit = self._headers_of.get(name)
+        if hit is None:
+            spec = self._inject_spec(name)
+            header = _inject_header_name(spec) if spec is not None else None
+            key = header.encode("latin-1") if header is not None else None
+            hit = (spec, (key, key.lower()) if key is not None else None)
+            if len(self._headers_of) >= _CACHE_SIZE:
+                self._headers_of.clear()
+            self._headers_of[name] = hit
+        return hit
+
+    def _rendered(self, state: _Pass, name: str, spec: Any, secret: Secret) -> bytes:
+        """The header value ``spec`` makes of ``secret`` (noted in ``state.renders``)."""
+        encoded = self._header_bytes(_render(spec, secret.reveal()), name)
+        state.renders[id(encoded)] = (encoded, name, spec)
+        return encoded
+
+    def _plan(self, state: _Pass) -> list[tuple[str, Any, Any, Any, Any]]:
+        """The policy's injections for this destination and tool, as
+        (secret, spec, (header, lowered) or None, query parameter, JSON field)."""
         req = state.req
         key = (req.host, state.tool, req.scheme, req.port)
-        injections = self._injections.get(key)
-        if injections is None:
+        plan = self._injections.get(key)
+        if plan is None:
             # Decided once per destination: the policy is immutable once loaded, and
             # injections_for asks may_send for every declared secret.
-            injections = self.policy.injections_for(
+            plan = []
+            for name, spec in self.policy.injections_for(
                 req.host, state.tool, scheme=req.scheme, port=req.port
-            )
+            ):
+                header = _inject_header_name(spec)
+                query_param = getattr(spec, "query", None)
+                json_field = getattr(spec, "json_field", None)
+                if header is None and query_param is None and json_field is None:
+                    continue  # placeholders only
+                hkey = header.encode("latin-1") if header is not None else None
+                hkeys = (hkey, hkey.lower()) if hkey is not None else None
+                plan.append((name, spec, hkeys, query_param, json_field))
             if len(self._injections) >= _CACHE_SIZE:
                 self._injections.clear()
-            self._injections[key] = injections
-        for name, spec in injections:
-            header = _inject_header_name(spec)
-            query_param = getattr(spec, "query", None)
-            json_field = getattr(spec, "json_field", None)
-            if header is None and query_param is None and json_field is None:
-                continue  # placeholders only
-            # injections_for already asked may_send for this host and tool
-            value = state.secret(name, "policy injection", checked=True).reveal()
-            if header is not None:
-                headers = self._set_header(headers, header, _render(spec, value), name)
-            if query_param is not None:
-                query = self._set_query(query, query_param, value)
-            if json_field is not None:
-                body = self._set_json_field(req, body, json_field, value)
-        return path, query, headers, body
+            self._injections[key] = plan
+        return plan
 
-    def _set_header(self, headers: _Headers, name: str, value: str, secret: str) -> _Headers:
+    def _apply_injections_all(
+        self, state: _Pass, headers: _Headers, query: bytes, body: bytes
+    ) -> tuple[_Headers, bytes, bytes]:
+        req = state.req
+        for name, spec, hkeys, query_param, json_field in self._plan(state):
+            # injections_for already asked may_send for this host and tool
+            secret = state.secret(name, "policy injection", checked=True)
+            if hkeys is not None:
+                encoded = self._rendered(state, name, spec, secret)
+                headers = self._set_header(headers, hkeys, encoded)
+            if query_param is not None:
+                query = self._set_query(query, query_param, secret.reveal())
+            if json_field is not None:
+                body = self._set_json_field(req, body, json_field, secret.reveal())
+        return headers, query, body
+
+    def _apply_injections(self, state: _Pass, query: bytes, body: bytes) -> tuple[bytes, bytes]:
+        """The query and JSON-body injections after a replay (which did the headers and
+        counted every injection, so the secrets are in ``state.allowed`` already)."""
+        for name, _spec, _hkeys, query_param, json_field in self._plan(state):
+            if query_param is not None:
+                query = self._set_query(query, query_param, state.allowed[name].reveal())
+            if json_field is not None:
+                body = self._set_json_field(
+                    state.req, body, json_field, state.allowed[name].reveal()
+                )
+        return query, body
+
+    # -- the header memo -------------------------------------------------------------------
+    # A client sends the same headers again and again; what the edge makes of them
+    # (placeholders swapped, the policy's headers injected) depends only on the headers,
+    # the destination, the tool (policy answers are fixed) and the secrets' values. The
+    # memo keeps the recipe, never a value (the edge holds none; only the store and the
+    # redactor do): the caller's headers, and which positions get which secret rendered
+    # by which spec, with the Secret objects used. A replay checks each is still the
+    # object the store holds (``store.get`` still runs: TTL and rotation apply, a rotated
+    # value is a new object) and renders afresh; anything else takes the full path.
+    # Only successful passes without a pasted raw value, whose every changed header is a
+    # whole rendered value, are remembered; a denial is decided afresh every time.
+
+    def _replay(self, state: _Pass, key: tuple[Any, ...]) -> _Headers | None:
+        hit = self._memo.get(key)
+        if hit is None:
+            return None
+        template, slots, used = hit
+        allowed = state.allowed
+        for name, secret, _count in used:
+            current = allowed.get(name)
+            if current is None:
+                try:
+                    current = self.store.get(name)
+                except KeyguardError:
+                    current = None
+            if current is not secret:
+                self._memo.pop(key, None)
+                return None
+        counts = state.counts
+        for name, secret, count in used:
+            allowed.setdefault(name, secret)
+            counts[name] = counts.get(name, 0) + count
+        if template is None:
+            return state.req.headers
+        out = list(template)
+        for i, hkey, name, spec in slots:
+            out[i] = (hkey, self._rendered(state, name, spec, allowed[name]))
+        return tuple(out)
+
+    def _remember(
+        self, state: _Pass, key: tuple[Any, ...], headers: _Headers, before: dict[str, int]
+    ) -> None:
+        if state.raw:
+            return  # the key (the caller's headers) may hold a real value: keep nothing
+        req = state.req
+        template: list[tuple[bytes, bytes]] | None = None
+        slots: list[tuple[int, bytes, str, Any]] = []
+        if headers is not req.headers:
+            inputs = {id(v): v for _, v in req.headers}
+            template = []
+            for i, (k, v) in enumerate(headers):
+                rendered = state.renders.get(id(v))
+                if rendered is not None and rendered[0] is v:
+                    slots.append((i, k, rendered[1], rendered[2]))
+                    template.append((k, b""))  # the value is rendered at each replay
+                elif inputs.get(id(v)) is v:
+                    template.append((k, v))
+                else:
+                    return  # made otherwise (inside a value, Basic auth): not replayable
+        counts = state.counts
+        used = tuple(
+            (name, state.allowed[name], n - before.get(name, 0))
+            for name, n in counts.items()
+            if n != before.get(name, 0)
+        )
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = (tuple(template) if template is not None else None, tuple(slots), used)
+
+    @staticmethod
+    def _set_header(headers: _Headers, keys: tuple[bytes, bytes], encoded: bytes) -> _Headers:
         # The policy's injection wins over whatever the caller put there (a dummy key).
-        key = name.encode("latin-1")
-        lower = key.lower()
-        encoded = self._header_bytes(value, secret)
-        kept = tuple((k, v) for k, v in headers if k.lower() != lower)
-        if len(kept) == len(headers) - 1 and (key, encoded) in headers:
+        key, lower = keys
+        lowered = [k.lower() for k, _ in headers]
+        found = lowered.count(lower)
+        if found == 1 and headers[lowered.index(lower)] == (key, encoded):
             return headers  # already there (a placeholder resolved to the same text)
-        return (*kept, (key, encoded))
+        if found:
+            headers = tuple(h for h, k in zip(headers, lowered, strict=True) if k != lower)
+        return (*headers, (key, encoded))
 
     @staticmethod
     def _set_query(query: bytes, param: str, value: str) -> bytes:

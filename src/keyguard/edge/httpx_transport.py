@@ -34,6 +34,7 @@ from keyguard.edge.response import (
     scrub_headers,
     scrub_whole,
     strip_body_headers,
+    whole_is_clean,
 )
 
 __all__ = [
@@ -74,6 +75,18 @@ def _stream_classes(http: ModuleType) -> tuple[type, type]:
             await self._inner.aclose()
 
     return ScrubbedStream, AsyncScrubbedStream
+
+
+def byte_headers(http: ModuleType, pairs: Any) -> Any:
+    """``http.Headers(pairs)`` for (bytes, bytes) pairs, without a call per item.
+
+    For byte pairs ``Headers`` stores ``(key, key.lower(), value)`` as given (no
+    normalising happens to bytes); building that list directly is the one per-request
+    copy of the headers. ``tests/test_edge_fastpath.py`` pins the equivalence.
+    """
+    headers = http.Headers()
+    headers._list = [(k, k.lower(), v) for k, v in pairs]
+    return headers
 
 
 class _Edge:
@@ -125,17 +138,23 @@ class _Edge:
         return http.Request(
             request.method,
             url,
-            headers=http.Headers(list(sent.headers)),
+            headers=byte_headers(http, sent.headers),
             stream=stream,
             extensions=request.extensions,
         )
 
-    def _whole(self, response: Any, body: bytes, encoded: bool, where: dict[str, Any]) -> Any:
-        """The response rebuilt around its complete, scrubbed body."""
-        guard = self.guard
-        raw = response.headers.raw
-        headers, body, counts = scrub_whole(guard.redactor, raw, body, decoded=encoded)
-        report(guard.auditor, counts, where)
+    def _whole(
+        self, response: Any, raw: list[tuple[bytes, bytes]], body: bytes, encoded: bool, where: Any
+    ) -> Any:
+        """The response around its complete, scrubbed body (``raw``: its headers)."""
+        redactor = self.guard.redactor
+        if not encoded and whole_is_clean(redactor, raw, body):
+            # Nothing to scrub: the inner transport's response (a fresh object the edge
+            # owns) goes back as it is, its consumed stream replaced by the bytes read.
+            response.stream = self._http.ByteStream(body)
+            return response
+        headers, body, counts = scrub_whole(redactor, raw, body, decoded=encoded)
+        report(self.guard.auditor, counts, where)
         return self._http.Response(
             response.status_code,
             # unchanged: hand over the parsed headers, not the list to parse again
@@ -178,7 +197,8 @@ class SyncEdge(_Edge):
         body = None
         try:
             response = self.inner.handle_request(sent)
-            encoded, length = body_framing(response.headers.raw)
+            raw = response.headers.raw
+            encoded, length = body_framing(raw)
             if length is not None and length <= WHOLE_BODY_LIMIT:
                 if encoded:
                     body = self._decoding(response).read()
@@ -191,7 +211,7 @@ class SyncEdge(_Edge):
             self._relabel(exc, request, sent)
             raise
         if body is not None:
-            return self._whole(response, body, encoded, verdict.where)
+            return self._whole(response, raw, body, encoded, verdict.where)
         headers, scrubber, decoder = self._streaming(response, encoded, verdict.where)
         chunks = decoder.iter_bytes() if decoder is not None else response.stream
         stream_cls, _ = _stream_classes(self._http)
@@ -218,7 +238,8 @@ class AsyncEdge(_Edge):
         body = None
         try:
             response = await self.inner.handle_async_request(sent)
-            encoded, length = body_framing(response.headers.raw)
+            raw = response.headers.raw
+            encoded, length = body_framing(raw)
             if length is not None and length <= WHOLE_BODY_LIMIT:
                 if encoded:
                     body = await self._decoding(response).aread()
@@ -231,7 +252,7 @@ class AsyncEdge(_Edge):
             self._relabel(exc, request, sent)
             raise
         if body is not None:
-            return self._whole(response, body, encoded, verdict.where)
+            return self._whole(response, raw, body, encoded, verdict.where)
         headers, scrubber, decoder = self._streaming(response, encoded, verdict.where)
         chunks = decoder.aiter_bytes() if decoder is not None else response.stream
         _, stream_cls = _stream_classes(self._http)

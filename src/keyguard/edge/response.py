@@ -32,6 +32,7 @@ __all__ = [
     "scrub_headers",
     "scrub_whole",
     "strip_body_headers",
+    "whole_is_clean",
 ]
 
 # Bodies up to this size are read whole: one scan instead of a stream's per-chunk ones.
@@ -42,6 +43,7 @@ _MARKER = re.compile(r"\[REDACTED:([^\]\s]{1,128})\]")
 _MARK = "[REDACTED:"
 _SEP = "\x00"  # between header values: neither a key nor a rule spans it
 _BODY_SEP = "\n\x00\x00\n"
+_SEP_B, _BODY_SEP_B = _SEP.encode(), _BODY_SEP.encode()
 _IDENTITY = (b"", b"identity")
 
 
@@ -53,6 +55,13 @@ def _counts(before: str, after: str) -> Counter[str]:
     if _MARK in before:
         added -= Counter(_MARKER.findall(before))
     return added
+
+
+def _clean(redactor: Any, data: bytes) -> bool:
+    """Whether one cheap pass proves the redactor would change nothing in ``data``
+    (the common case: a response that echoes nothing is not scanned twice)."""
+    clean = getattr(redactor, "certainly_clean", None)
+    return clean is not None and clean(data)
 
 
 def body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, int | None]:
@@ -73,7 +82,10 @@ def scrub_headers(
 ) -> tuple[_Headers, Counter[str]]:
     """Return the headers with known values and secret-shaped strings replaced."""
     items = list(headers)
-    joined = _SEP.join(v.decode("latin-1") for _, v in items)
+    raw = _SEP_B.join([v for _, v in items])
+    if _clean(redactor, raw):
+        return items, Counter()
+    joined = raw.decode("latin-1")
     scrubbed = redactor.redact(joined)
     if scrubbed == joined:
         return items, Counter()
@@ -97,6 +109,11 @@ def strip_body_headers(headers: Iterable[tuple[bytes, bytes]], *, decoded: bool)
     return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
+def whole_is_clean(redactor: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """True when ``scrub_whole`` would certainly change nothing (one cheap pass)."""
+    return _clean(redactor, _SEP_B.join([v for _, v in headers]) + _BODY_SEP_B + body)
+
+
 def scrub_whole(
     redactor: Any, headers: Iterable[tuple[bytes, bytes]], body: bytes, *, decoded: bool
 ) -> tuple[_Headers, bytes, Counter[str]]:
@@ -104,15 +121,20 @@ def scrub_whole(
 
     ``Content-Length`` is set to the new size when the body changed; ``decoded``: the
     body was decompressed, so ``Content-Encoding`` goes and the length is set too.
-    Unchanged, the headers stay as they were (a HEAD response keeps its length).
+    Unchanged, the headers stay as they were (a HEAD response keeps its length), and
+    ``headers`` itself is returned when it is a list.
     """
-    items = list(headers)
+    items = headers if isinstance(headers, list) else list(headers)
     original = body
-    head = _SEP.join(v.decode("latin-1") for _, v in items)
-    text = body.decode("latin-1")
-    joined = head + _BODY_SEP + text
-    scrubbed = redactor.redact(joined)
+    head_b = _SEP_B.join([v for _, v in items])
+    joined_b = head_b + _BODY_SEP_B + body
     counts = Counter[str]()
+    if _clean(redactor, joined_b):
+        scrubbed = joined = ""
+    else:
+        head, text = head_b.decode("latin-1"), body.decode("latin-1")
+        joined = joined_b.decode("latin-1")
+        scrubbed = redactor.redact(joined)
     if scrubbed != joined:
         counts = _counts(joined, scrubbed)
         new_head, sep, new_text = scrubbed.partition(_BODY_SEP)

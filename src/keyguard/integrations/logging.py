@@ -2,8 +2,10 @@
 
 ``install(redactor)`` attaches a :class:`RedactingFilter` to every handler of the root
 logger (or the given one): handler filters see records propagated from every library
-(httpx, httpcore, urllib3, ...), not only those logged on that logger. Call it after
-logging is configured; handlers added later need ``handler.addFilter(...)`` too.
+(httpx, httpcore, urllib3, ...), not only those logged on that logger. Handlers added
+later (``logging.basicConfig`` after ``install``, a handler on ``httpx``'s own logger)
+get the filter too: a log record factory puts it on every handler a record is about
+to reach, before the record reaches it.
 
 A scrubbed record carries the already-formatted, redacted message in ``msg`` with
 ``args`` emptied (formatting again could re-join a value split across arguments), the
@@ -14,6 +16,7 @@ raw exception again), a redacted ``stack_info`` and redacted extra fields.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -38,14 +41,18 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "_keyguard_redacted", False):
-            return True  # several handlers share the record; scrub it once
+        # Several handlers share the record: each filter scrubs it once. Each filter, not
+        # the first one only: two stores (two redactors) know different values.
+        done = record.__dict__.setdefault("_keyguard_redacted_by", set())
+        if id(self) in done:
+            return True
         try:
             self._scrub(record)
         except Exception:
             # Withhold rather than pass on something unscrubbed.
             record.msg, record.args = _FAILED, None
             record.exc_info = record.exc_text = record.stack_info = None
+        done.add(id(self))
         record._keyguard_redacted = True  # type: ignore[attr-defined]
         return True
 
@@ -85,9 +92,61 @@ def install(redactor: Redactor, logger: logging.Logger | str | None = None) -> R
     if existing is None:
         logger.addFilter(flt)
     for handler in logger.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+        if flt not in handler.filters:
             handler.addFilter(flt)
+    _watch(logger, flt)
     return flt
+
+
+# (scope logger, filter) pairs that install() set up; the record factory keeps their
+# handlers covered. A pair whose filter was removed from its logger is dropped.
+_installed: list[tuple[logging.Logger, RedactingFilter]] = []
+_installed_lock = threading.Lock()
+
+
+def _watch(logger: logging.Logger, flt: RedactingFilter) -> None:
+    with _installed_lock:
+        if not any(scope is logger and f is flt for scope, f in _installed):
+            _installed.append((logger, flt))
+        base = logging.getLogRecordFactory()
+        if getattr(base, "_keyguard_covering", False):
+            return
+
+        def covering_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = base(*args, **kwargs)
+            _cover(record.name)
+            return record
+
+        covering_factory._keyguard_covering = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(covering_factory)
+
+
+def _cover(name: str) -> None:
+    """Put each installed filter on every handler a record of logger ``name`` will reach
+    (within the filter's scope), so a handler added after ``install`` is covered too."""
+    pairs = _installed
+    if not pairs:
+        return
+    origin = logging.root if name == "root" else logging.getLogger(name)
+    stale = False
+    for scope, flt in pairs:
+        if flt not in scope.filters:  # removed by its owner: uninstalled
+            stale = True
+            continue
+        if scope is not logging.root and name != scope.name:
+            if not name.startswith(scope.name + "."):
+                continue
+        current: logging.Logger | None = origin
+        while current is not None:
+            for handler in current.handlers:
+                if flt not in handler.filters:
+                    handler.addFilter(flt)
+            if current is scope or not current.propagate:
+                break
+            current = current.parent
+    if stale:
+        with _installed_lock:
+            _installed[:] = [(s, f) for s, f in _installed if f in s.filters]
 
 
 def structlog_processor(

@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -179,8 +180,8 @@ class _Base:
                 yield
             except httpx.TransportError as exc:
                 raise N8nError(
-                    f"n8n at {self.base_url} could not be reached ({method} {path}): "
-                    f"{type(exc).__name__}"
+                    f"n8n at {self._shown(self.base_url)} could not be reached "
+                    f"({method} {self._shown(path)}): {type(exc).__name__}"
                 ) from None
 
     def _api(self, method: str, path: str, **kwargs: Any) -> _Prepared:
@@ -221,7 +222,7 @@ class _Base:
     def _result(self, response: httpx.Response, method: str, path: str) -> Any:
         if response.status_code >= 400:
             raise N8nError(
-                f"n8n {method} {path} failed: HTTP {response.status_code}: "
+                f"n8n {method} {self._shown(path)} failed: HTTP {response.status_code}: "
                 f"{self._message(response)}",
                 status=response.status_code,
             )
@@ -230,6 +231,13 @@ class _Base:
         if "json" in response.headers.get("content-type", ""):
             return response.json()
         return response.text
+
+    def _shown(self, url: str) -> str:
+        """``url`` for a message: no user info or query (where credentials ride), and
+        redacted (a value pasted into a webhook path)."""
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        return self.redactor.redact(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
 
     def _message(self, response: httpx.Response) -> str:
         try:

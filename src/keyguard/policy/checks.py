@@ -7,6 +7,7 @@ import difflib
 import re
 import string
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
@@ -136,6 +137,7 @@ def _semantic_problems(doc: PolicyDocument, src: _Source) -> tuple[list[_Problem
             e, w = _inject_problems(name, spec.inject, src, (*base, "inject"))
             errors.extend(e)
             warns.extend(w)
+    errors.extend(_pasted_value_problems(doc, src))
     vault = (doc.sources or SourcesSpec()).vault
     if vault.secret_id_ref is not None:
         try:
@@ -145,6 +147,71 @@ def _semantic_problems(doc: PolicyDocument, src: _Source) -> tuple[list[_Problem
     if doc.sources is not None and len(set(doc.sources.order)) != len(doc.sources.order):
         errors.append(src.problem(("sources", "order"), "a source is listed twice; list it once"))
     return errors, warns
+
+
+def _written_texts(doc: PolicyDocument) -> Iterator[tuple[_Path, str]]:
+    """Every name and text the writer typed, with its key path (values of YAML keys too)."""
+    for name, spec in doc.secrets.items():
+        base: _Path = ("secrets", name)
+        yield base, name
+        for field in ("from_ref", "description"):
+            value = getattr(spec, field)
+            if value:
+                yield (*base, "from" if field == "from_ref" else field), value
+        if spec.inject is not None:
+            for index, host in enumerate(spec.inject.hosts):
+                yield (*base, "inject", "hosts", index), host
+            for field in ("header", "template", "basic_user", "query", "json_field"):
+                value = getattr(spec.inject, field)
+                if value:
+                    yield (*base, "inject", field), value
+    for name, tool in doc.tools.items():
+        base = ("tools", name)
+        yield base, name
+        for field in ("secrets", "sandbox_env"):
+            for index, value in enumerate(getattr(tool, field)):
+                yield (*base, field, index), value
+        if tool.description:
+            yield (*base, "description"), tool.description
+    if doc.sources is not None:
+        for index, value in enumerate(doc.sources.dotenv):
+            yield ("sources", "dotenv", index), value
+        yield ("sources", "secrets_dir"), doc.sources.secrets_dir
+        vault = doc.sources.vault
+        for field in ("addr", "mount", "role_id", "secret_id_ref", "namespace", "verify"):
+            value = getattr(vault, field)
+            if isinstance(value, str) and value:
+                yield ("sources", "vault", field), value
+    if doc.settings is not None:
+        for field, value in doc.settings.model_dump().items():
+            for index, text in enumerate(value if isinstance(value, list) else [value]):
+                path: _Path = (
+                    ("settings", field, index)
+                    if isinstance(value, list)
+                    else (
+                        "settings",
+                        field,
+                    )
+                )
+                yield path, str(text)
+
+
+def _pasted_value_problems(doc: PolicyDocument, src: _Source) -> list[_Problem]:
+    """A credential-shaped text anywhere in the policy is an error: a policy is committed,
+    printed by ``keyguard policy`` and quoted in decisions and audit events, so a key
+    pasted as a host, a tool name or a header template would travel with it."""
+    problems = []
+    for path, text in _written_texts(doc):
+        shown = _show(text)
+        if shown != text:
+            problems.append(
+                src.problem(
+                    path,
+                    f"{shown!r} looks like a secret value, not a name or setting; remove it "
+                    "(and rotate the key), values belong in the environment, .env or Vault",
+                )
+            )
+    return problems
 
 
 def _format_problems(rule_id: str, src: _Source, path: _Path) -> list[_Problem]:

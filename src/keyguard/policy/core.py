@@ -201,7 +201,8 @@ class Policy:
                                 origin.src.problem(
                                     (*origin.path, field, index),
                                     f"{_show(secret)!r} is in sandbox_env but not in "
-                                    f"tools.{tool}.secrets; add it to secrets (or remove it)",
+                                    f"tools.{_show(tool)}.secrets; add it to secrets "
+                                    "(or remove it)",
                                 )
                             )
                         continue

@@ -189,6 +189,16 @@ class Engine:
         """Literal and rule hits; offsets index ``data`` (str or bytes)."""
         return self._lit_hits(data), self._py_rule_hits(data, self.py_rules, acceptor)
 
+    def literal_hits(self, data: str | bytes) -> list[LitHit]:
+        """Literal hits only (no rule runs). Offsets are consistent within one call but,
+        for a non-ASCII str, may be byte offsets: fit for comparing hits, not slicing."""
+        return self._lit_hits(data)
+
+    def quiet(self, raw: bytes) -> bool:
+        """True only if no literal and no rule candidate occurs in ``raw`` (so ``scan``
+        of it, or of its ASCII text, finds nothing); False means "scan to know"."""
+        return False
+
 
 class Re2Engine(Engine):
     name = "re2"
@@ -305,6 +315,9 @@ class HyperscanEngine(Engine):
             )
         self._scratch_proto = hyperscan.Scratch(self._db) if self._db else None
         self._local = threading.local()
+        self._lit_lock = threading.Lock()
+        self._lit_db: Any = None
+        self._lit_scratch_proto: Any = None
 
     def _scratch(self) -> Any:
         sc = getattr(self._local, "scratch", None)
@@ -312,6 +325,60 @@ class HyperscanEngine(Engine):
             sc = self._scratch_proto.clone()
             self._local.scratch = sc
         return sc
+
+    def _literal_db(self) -> tuple[Any, Any]:
+        """(database, per-thread scratch) of the literals alone, compiled on first use:
+        ``literal_hits`` (the edge's check of every request) skips the rules entirely."""
+        if self._lit_db is None:
+            import hyperscan
+
+            with self._lit_lock:
+                if self._lit_db is None:
+                    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+                    db.compile(
+                        expressions=self.hs_exprs[: self._nlit],
+                        ids=list(range(self._nlit)),
+                        elements=self._nlit,
+                        flags=0,
+                    )
+                    self._lit_scratch_proto = hyperscan.Scratch(db)
+                    self._lit_db = db
+        sc = getattr(self._local, "lit_scratch", None)
+        if sc is None:
+            sc = self._lit_scratch_proto.clone()
+            self._local.lit_scratch = sc
+        return self._lit_db, sc
+
+    def quiet(self, raw: bytes) -> bool:
+        if self.py_rules:
+            return False
+        if self._db is None:
+            return True
+        import hyperscan
+
+        def on_match(idx: int, start: int, end: int, flags: int, ctx: Any) -> bool:
+            return True  # the first hit of anything settles it: stop the scan
+
+        try:
+            self._db.scan(raw, match_event_handler=on_match, scratch=self._scratch())
+        except hyperscan.ScanTerminated:
+            return False
+        return True
+
+    def literal_hits(self, data: str | bytes) -> list[LitHit]:
+        if not self._nlit:
+            return []
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        db, scratch = self._literal_db()
+        lens = self._lit_len
+        lits: list[LitHit] = []
+        add = lits.append
+
+        def on_match(idx: int, start: int, end: int, flags: int, ctx: Any) -> None:
+            add((end - lens[idx], end, idx))
+
+        db.scan(raw, match_event_handler=on_match, scratch=scratch)
+        return lits
 
     def _raw_scan(self, raw: bytes) -> tuple[list[LitHit], dict[int, list[tuple[int, int]]]]:
         lits: list[LitHit] = []

@@ -94,6 +94,8 @@ class _Compiled:
         allow: Sequence[re.Pattern[str]] = (),
     ) -> None:
         info: dict[str, tuple[int, str, str]] = {PRAGMA: (_PRAGMA, "", "")}
+        placeholders = list(placeholders)
+        self.placeholders = frozenset(placeholders)
         for p in placeholders:
             info.setdefault(p, (_PLACEHOLDER, "", ""))
         for name, value in known:
@@ -116,7 +118,8 @@ class _Compiled:
             if isinstance(secret, bytes):
                 secret = secret.decode("utf-8", "replace")
             if is_placeholder:
-                return parse_placeholder(secret) is not None
+                # A registered placeholder is known good: skip re-checking its HMAC.
+                return secret in self.placeholders or parse_placeholder(secret) is not None
             if not rule.accepts(secret):
                 return False
             return not (allow and any(a.search(secret) for a in allow))
@@ -312,6 +315,14 @@ class Redactor:
             out = self._redact_pii(out)
         return out
 
+    def certainly_clean(self, data: bytes) -> bool:
+        """True when :meth:`redact` of ``data`` decoded as latin-1 (or ASCII) would
+        certainly return it unchanged, found by one cheap pass (no rule is confirmed);
+        False means "redact to know". Only ASCII ``data`` can be declared clean."""
+        if self.pii or not data.isascii():
+            return False
+        return self._snapshot().engine.quiet(data)
+
     def redact_bytes(self, data: bytes) -> bytes:
         """Like :meth:`redact` for bytes (need not be valid UTF-8)."""
         data = bytes(data)
@@ -349,18 +360,17 @@ class Redactor:
         c = self._snapshot()
         if not c.has_known:
             return []
-        lits, _ = c.engine.scan(data, c.acceptor)
+        # Literals only: rules cannot name a known secret, and a placeholder that shadows
+        # a value is one of the registered literals (the edge runs this on every request).
+        lits = c.engine.literal_hits(data)
+        if not lits:
+            return []
         info = c.info
-        names = {info[i][1] for s, e, i in lits if info[i][0] == _KNOWN}
-        if names:
-            marks = [(s, e) for s, e, i in lits if info[i][0] == _PLACEHOLDER]
-            if marks:
-                names = {
-                    info[i][1]
-                    for s, e, i in lits
-                    if info[i][0] == _KNOWN and not _shadowed((s, e, 0), marks)
-                }
-        return sorted(names)
+        known = [(s, e, info[i][1]) for s, e, i in lits if info[i][0] == _KNOWN]
+        if not known:
+            return []
+        marks = [(s, e) for s, e, i in lits if info[i][0] == _PLACEHOLDER]
+        return sorted({n for s, e, n in known if not (marks and _shadowed((s, e, 0), marks))})
 
     def stream(self) -> StreamRedactor:
         from keyguard.redact.stream import StreamRedactor

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from keyguard.errors import (
     AccessDenied,
@@ -24,7 +25,7 @@ from keyguard.errors import (
     SecretNotFound,
     SourceError,
 )
-from keyguard.secret import Reference, Secret
+from keyguard.secret import Reference, Secret, mask
 from keyguard.sources.base import Fetched
 from keyguard.sources.files import read_secret_file
 
@@ -77,6 +78,7 @@ class VaultSource:
     ) -> None:
         env = os.environ if environ is None else environ
         self.addr = (addr or env.get("VAULT_ADDR") or env.get("VAULT_URL") or "").rstrip("/")
+        self._shown_addr = _shown_addr(self.addr)
         self._env = env
         self._token_arg = token
         self.role_id = role_id or env.get("VAULT_ROLE_ID") or None
@@ -104,7 +106,7 @@ class VaultSource:
         self.renewals = 0
 
     def describe(self) -> str:
-        return f"vault ({self.addr or 'no address'})"
+        return f"vault ({self._shown_addr or 'no address'})"
 
     # -- fetching --------------------------------------------------------------
 
@@ -156,7 +158,7 @@ class VaultSource:
         except (hexc.Forbidden, hexc.Unauthorized):
             pass
         except Exception as exc:
-            raise _mapped(exc, str(ref), self.addr) from None
+            raise _mapped(exc, str(ref), self._shown_addr) from None
         # 403 is both "this token may not read that" and "this token is no more".
         if not self._token_alive(client):
             if retry_auth and self._reauthenticate(ref):
@@ -248,7 +250,7 @@ class VaultSource:
                 f"secret_id expired) at auth/{self.approle_mount}"
             ) from None
         except Exception as exc:
-            raise _mapped(exc, f"{what} (AppRole login)", self.addr) from None
+            raise _mapped(exc, f"{what} (AppRole login)", self._shown_addr) from None
         auth = response.get("auth") or {}
         self._token = auth.get("client_token")
         self._client.token = self._token
@@ -267,7 +269,7 @@ class VaultSource:
             self._set_ttl(None, False)
             return
         except Exception as exc:
-            raise _mapped(exc, what, self.addr) from None
+            raise _mapped(exc, what, self._shown_addr) from None
         # A token that never expires (root) has no expire_time; a short one may already
         # report ttl 0 (whole seconds, rounded down) and still be valid for a moment.
         never = data.get("expire_time") is None and not data.get("ttl")
@@ -293,7 +295,7 @@ class VaultSource:
             self._renewable = False
             return
         except Exception as exc:
-            raise _mapped(exc, what, self.addr) from None
+            raise _mapped(exc, what, self._shown_addr) from None
         self.renewals += 1
         granted = auth.get("lease_duration")
         if granted:
@@ -344,6 +346,28 @@ class VaultSource:
                 "logins": self.logins,
                 "renewals": self.renewals,
             }
+
+
+def _shown_addr(addr: str) -> str:
+    """The Vault address as messages show it: without user info, query or fragment (a
+    token pasted into VAULT_ADDR must not reach an error or ``describe``)."""
+    if not addr:
+        return addr
+    if "://" not in addr:  # not an address hvac can use: it may be a pasted token
+        return mask(addr)
+    try:
+        parts = urlsplit(addr)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return mask(addr)
+    if not host or any(c.isspace() for c in addr):
+        return mask(addr)
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = f"{parts.scheme}://" if parts.scheme else ""
+    path = parts.path.rstrip("/")
+    return f"{scheme}{host}{port}{path if len(path) < 40 else mask(path)}"
 
 
 def _mapped(exc: Exception, what: str, addr: str) -> KeyguardError:
