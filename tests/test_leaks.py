@@ -3,8 +3,7 @@
 Each test drives a real code path (loopback servers, real sockets, the real CLI) with
 freshly generated keys, and asserts that neither the value nor its base64, hex,
 percent-encoded or case-folded forms (nor its middle, which a mask never shows) appear
-in what comes out. Leaks in code owned elsewhere are ``xfail(strict=True)`` tests that
-describe the fix; they turn into failures the day the fix lands so the mark is removed.
+in what comes out.
 """
 
 from __future__ import annotations
@@ -251,12 +250,6 @@ def test_audit_of_injected_and_denied_requests(
     assert not servers[DENIED].requests  # nothing reached the denied host
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/decide.py: OutgoingRequest's dataclass repr shows headers/query/body with "
-    "the injected value; a traceback rendered with locals (Sentry, rich, pytest -l) shows "
-    "the `verdict` local of handle_request",
-)
 def test_outgoing_request_repr_hides_injected_values(
     store: SecretStore, policy: Policy, auditor: Auditor
 ) -> None:
@@ -268,11 +261,6 @@ def test_outgoing_request_repr_hides_injected_values(
     assert_clean(repr(verdict) + repr(verdict.request), *ALL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/httpx_transport.py: a transport error's traceback frames hold the sent "
-    "copy (and its Verdict) as locals; rendered with capture_locals they show the value",
-)
 def test_traceback_locals_of_a_failed_injected_request(
     store: SecretStore, policy: Policy, auditor: Auditor
 ) -> None:
@@ -286,12 +274,6 @@ def test_traceback_locals_of_a_failed_injected_request(
     assert_clean(text, *ALL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/decide.py: a value in the host name (http://<value>.localhost/) is detected "
-    "(via the Host header) but the PolicyViolation message and the audit 'host' field "
-    "use req.host unredacted",
-)
 def test_value_in_host_name_is_not_echoed(
     store: SecretStore, policy: Policy, tmp_path: Path
 ) -> None:
@@ -321,12 +303,6 @@ def test_store_get_of_a_pasted_value(pasted: str) -> None:
     assert store.try_get("NOPE") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py _shown(): an all-lower-case value (e2b_<hex>) matches the 'looks like "
-    "a name' regex and is echoed; use the rule-based check of keyguard.policy.formats._show "
-    "(or mask any text a rule validates) in _shown",
-)
 def test_store_get_of_a_pasted_lowercase_value() -> None:
     pasted = fakes.e2b_api_key()
     store = SecretStore(sources=[EnvSource({})])
@@ -335,11 +311,6 @@ def test_store_get_of_a_pasted_lowercase_value() -> None:
     assert_clean(rendered(info.value), pasted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py _fetch(): SecretNotFound quotes the reference as given ('at {ref}') and "
-    "the name derived from it (the value upper-cased); show both through _shown/mask",
-)
 @pytest.mark.parametrize("shape", ["env://{v}", "vault://secret/x#{v}", "file:///run/{v}"])
 def test_store_get_ref_with_a_pasted_value(shape: str) -> None:
     pasted = fakes.google_api_key()
@@ -347,6 +318,18 @@ def test_store_get_ref_with_a_pasted_value(shape: str) -> None:
     with pytest.raises(SecretNotFound) as info:
         store.get_ref(shape.format(v=pasted))
     assert_clean(rendered(info.value), pasted, case=True)
+
+
+def test_shown_masks_values_by_rule_and_by_shape() -> None:
+    from keyguard.redact import shown
+
+    # by rule (lower-case e2b, google), by shape (mixed case and digits, no rule)
+    for value in (fakes.e2b_api_key(), fakes.google_api_key(), "aZ9" + fakes.rand(29)):
+        out = shown(f"name {value} at /run/{value}.txt")
+        assert "name " in out and "/run/" in out
+        assert_clean(out, value)
+    for name in ("GEMINI_API_KEY", "generativelanguage.googleapis.com", "code_interpreter"):
+        assert shown(name) == name
 
 
 @pytest.mark.parametrize(
@@ -690,12 +673,6 @@ def test_n8n_errors_do_not_quote_credentials_in_the_url(store: SecretStore, poli
             assert_clean(rendered(info.value), pasted, *ALL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redact/stream.py: a stream that ends inside a known value (a model output cut "
-    "by max_tokens, a killed child) flushes the held-back prefix of the value verbatim; "
-    "flush() should redact a held tail that is a >= 8-char prefix of a known value",
-)
 def test_stream_ending_inside_a_value_does_not_emit_its_prefix(store: SecretStore) -> None:
     stream = store.redactor.stream()
     out = stream.feed("the answer is " + GEMINI[:30]) + stream.flush()

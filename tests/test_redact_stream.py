@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import random
+import string
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keyguard.redact import Redactor
 from keyguard.redact.engine import available_engines
@@ -156,3 +159,65 @@ def test_match_starting_before_an_earlier_keyword(
     assert (
         run(r, list(text)) == r.redact(text) == "[REDACTED:terraform-cloud-token] tail " + "x" * 60
     )
+
+
+# ------------------------------------------------------------- a text cut inside a value
+
+
+@pytest.mark.parametrize("cut", [8, 9, 25, 38])
+def test_stream_ending_inside_a_value_redacts_the_prefix(redactor: Redactor, cut: int) -> None:
+    value = redactor._secrets["GEMINI_API_KEY"]
+    text = "the reply was cut: " + value[:cut]
+    expected = "the reply was cut: [REDACTED:GEMINI_API_KEY]"
+    assert redactor.redact(text) == expected
+    rng = random.Random(cut)
+    for chunks in chunkings(text, rng):
+        assert run(redactor, chunks) == expected
+
+
+def test_a_cut_encoded_form_and_bytes_agree(redactor: Redactor) -> None:
+    value = redactor._secrets["PASSWORD"]  # non-ASCII: byte and character counts differ
+    b64 = base64.b64encode(value.encode()).decode()
+    for text in (f"x {b64[:12]}", f"x {value[:9]}", f"x {value.encode().hex()[:30]}"):
+        out = redactor.redact(text)
+        assert out == "x [REDACTED:PASSWORD]"
+        assert redactor.redact_bytes(text.encode()) == out.encode()
+        assert not redactor.certainly_clean(text.encode()) or not text.isascii()
+        assert [f.kind for f in redactor.findings(text)] == ["known"]
+
+
+def test_short_or_inner_prefixes_are_left_alone(redactor: Redactor) -> None:
+    value = redactor._secrets["GEMINI_API_KEY"]
+    for text in (f"ends with {value[:7]}", f"{value[:20]} then more text", f"{value[:20]}\n"):
+        assert redactor.redact(text) == text
+        assert run(redactor, list(text)) == text
+    # the earliest start wins: a prefix that contains the start of another prefix
+    text = "k=" + value[:30]
+    assert redactor.redact(text) == "k=[REDACTED:GEMINI_API_KEY]"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    engine=st.sampled_from(ENGINES),
+    value=st.text(alphabet=string.ascii_letters + string.digits + "+/-_é", min_size=8, max_size=60),
+    before=st.text(alphabet=string.printable + "é€", max_size=40),
+    which=st.integers(0, 50),
+    cut=st.integers(8, 200),
+    cuts=st.lists(st.integers(0, 300), max_size=8),
+)
+def test_cut_form_property(
+    engine: str, value: str, before: str, which: int, cut: int, cuts: list[int]
+) -> None:
+    from keyguard.redact.forms import forms
+
+    r = Redactor(engine=engine)
+    r.add_secret("V", value)
+    all_forms = forms(value)
+    form = all_forms[which % len(all_forms)]
+    text = before + form[: max(8, min(cut, len(form) - 1))]
+    whole = r.redact(text)
+    assert whole.endswith("]")  # the cut form (8+ characters) at the end is replaced
+    points = sorted({c for c in cuts if 0 < c < len(text)})
+    chunks = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    assert run(r, chunks) == whole
+    assert r.redact_bytes(text.encode("utf-8", "surrogatepass")).decode() == whole

@@ -55,25 +55,24 @@ class _Entry:
 
 
 def _shown(text: str) -> str:
-    """``text`` as it may appear in a message: a name is shown, but something that
-    looks like a pasted value (long, mixed case and digits) is masked."""
-    if len(text) >= 20 and not re.fullmatch(r"[A-Z0-9_]+|[a-z0-9_.\-]+", text):
-        if re.search(r"[a-z]", text) and re.search(r"[A-Z]", text) and re.search(r"\d", text):
-            return f"'{mask(text)}' (masked: it looks like a secret value, not a name)"
+    """``text`` quoted for a message, masked if it looks like a pasted value."""
+    # Imported here: the redaction package is only needed on this error path.
+    from keyguard.redact import shown
+
+    masked = shown(text)
+    if masked != text:
+        return f"'{masked}' (masked: it looks like a secret value, not a name)"
     return repr(text)
 
 
-def _parse(text: str) -> Reference:
-    try:
-        return Reference.parse(text)
-    except InvalidReference as exc:
-        shown = _shown(text)
-        if shown != repr(text):  # the text may be a value: do not echo it back
-            raise InvalidReference(
-                f"invalid secret reference {shown}: use a name or env://NAME, "
-                "file:///path, vault://<mount>/<path>#<field>"
-            ) from None
-        raise exc from None
+def _shown_ref(ref: Reference) -> str:
+    """``ref`` as a message may show it: its target and field through ``shown``."""
+    from keyguard.redact import shown
+
+    if ref.scheme == "name":
+        return shown(ref.target)
+    field = f"#{shown(ref.field)}" if ref.field is not None else ""
+    return f"{ref.scheme}://{shown(ref.target)}{field}"
 
 
 # Every ``get`` resolves its name to a reference; for what the policy declares (its
@@ -84,7 +83,7 @@ _policy_ref = functools.lru_cache(maxsize=1024)(Reference.parse)
 
 @functools.lru_cache(maxsize=1024)
 def _declared_ref(name: str) -> Reference:
-    ref = _parse(name)
+    ref = Reference.parse(name)
     if ref.scheme != "name":  # pragma: no cover - "://" was routed to get_ref
         raise InvalidReference(f"invalid secret name {name!r}")
     return ref
@@ -210,7 +209,7 @@ class SecretStore:
     def get_ref(self, ref: str | Reference, *, name: str | None = None) -> Secret:
         """The secret at ``ref``; ``name`` defaults to the policy secret declared
         ``from:`` that reference, else a name derived from it."""
-        parsed = ref if isinstance(ref, Reference) else _parse(ref)
+        parsed = ref if isinstance(ref, Reference) else Reference.parse(ref)
         if name is None:
             name = self._policy_name_for(parsed) or _name_for(parsed)
         return self._get(name, parsed, force=False)
@@ -336,7 +335,7 @@ class SecretStore:
             return _policy_ref(spec.from_ref)
         if spec is not None:
             return _declared_ref(name)
-        ref = _parse(name)
+        ref = Reference.parse(name)
         if ref.scheme != "name":  # pragma: no cover - "://" was routed to get_ref
             raise InvalidReference(f"invalid secret name {name!r}")
         return ref
@@ -408,7 +407,13 @@ class SecretStore:
         looked = ", ".join(describe(s) for s in candidates) or "no sources configured"
         if ref.scheme == "name":
             raise SecretNotFound(f"secret {_shown(name)} not found (looked in: {looked})")
-        raise SecretNotFound(f"secret {_shown(name)} not found at {ref} (looked in: {looked})")
+        where = _shown_ref(ref)
+        if where != str(ref) and name == _name_for(ref):
+            # The name was made of the reference (a value upper-cased is still the value).
+            label = f"'{mask(name)}'"
+        else:
+            label = _shown(name)
+        raise SecretNotFound(f"secret {label} not found at {where} (looked in: {looked})")
 
     def _install(self, name: str, ref: Reference, fetched: Fetched, old: _Entry | None) -> Secret:
         now = self._clock()

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from keyguard.cli.policy import UsageProblem, console, load_policy, policy_option
 from keyguard.errors import KeyguardError
-from keyguard.policy.formats import _show
+from keyguard.redact import shown
 
 __all__ = ["command"]
 
@@ -39,15 +39,15 @@ def command(name: str, policy_path: Path | None, as_json: bool) -> None:
         # Not found, access denied, backend down: the message names the reference and
         # the cause. NAME is what the user typed, possibly a pasted value, so it and the
         # message quoting it are shown with anything credential-shaped masked.
-        message = _show(str(exc))
+        message = shown(str(exc))
         if as_json:
-            error = {"name": _show(name), "found": False, "error": message}
+            error = {"name": shown(name), "found": False, "error": message}
             click.echo(json.dumps(error, indent=2))
         else:
             console(stderr=True).print(f"[red]✗[/red] {escape(message)}")
         raise SystemExit(1) from None
     info = {
-        "name": _show(secret.name),
+        "name": shown(secret.name),
         "found": True,
         "masked": secret.masked,
         "origin": origin,
@@ -59,7 +59,7 @@ def command(name: str, policy_path: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2))
         return
     out = console()
-    out.print(f"[bold]{escape(_show(secret.name))}[/bold]  {escape(secret.masked)}")
+    out.print(f"[bold]{escape(shown(secret.name))}[/bold]  {escape(secret.masked)}")
     out.print(f"  from         {escape(origin)}")
     out.print(f"  fingerprint  {secret.fingerprint}  (keyed per run: compare within one run)")
     if secret.version is not None:

@@ -16,7 +16,7 @@ from rich.tree import Tree
 
 from keyguard.errors import PolicyError
 from keyguard.policy import Policy, PolicyWarning
-from keyguard.policy.formats import _show
+from keyguard.redact import shown
 
 __all__ = ["UsageProblem", "command", "console", "load_policy", "policy_option", "resolve_policy"]
 
@@ -216,8 +216,8 @@ def explain_command(
     """
     for option, text in (("--tool", tool), ("--host", host)):
         # Echoed in every line of the answer: a pasted key must not be.
-        if text and _show(text) != text:
-            raise UsageProblem(f"{option} {_show(text)!r} looks like a secret value, not a name")
+        if text and shown(text) != text:
+            raise UsageProblem(f"{option} {shown(text)!r} looks like a secret value, not a name")
     policy = load_policy(policy_path)
     hostname, scheme_, port_ = _target(host, scheme, port)
     decisions = policy.explain(hostname, tool, scheme=scheme_, port=port_)

@@ -18,8 +18,7 @@ from pathlib import Path
 import click
 
 from keyguard.errors import KeyguardError
-from keyguard.policy.formats import _show
-from keyguard.redact import Redactor
+from keyguard.redact import Redactor, shown
 
 _PEM_BEGIN = "-----BEGIN"
 _PEM_END = "-----END"
@@ -135,7 +134,7 @@ def command(
     for name in secret_envs:
         value = os.environ.get(name)
         if value is None:
-            _warn(f"environment variable {_show(name)} is not set")
+            _warn(f"environment variable {shown(name)} is not set")
             continue
         if value:
             _add(redactor, name, value, "the environment")

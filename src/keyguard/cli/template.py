@@ -11,7 +11,7 @@ from rich.markup import escape
 from keyguard.cli.policy import console, load_policy, policy_option
 from keyguard.errors import InvalidReference, KeyguardError
 from keyguard.policy import Policy
-from keyguard.policy.formats import _show
+from keyguard.redact import shown
 from keyguard.secret import Reference
 
 __all__ = ["command", "dotenv_names", "render_template"]
@@ -101,10 +101,10 @@ def command(policy_path: Path | None, output: Path, from_env: Path | None) -> No
             raise click.ClickException(str(exc)) from None
         # The template is committed: a "name" that is a key pasted on the left of '='
         # (ghp_...=) must not go into it.
-        pasted = [n for n in extra if _show(n) != n]
+        pasted = [n for n in extra if shown(n) != n]
         for name in pasted:
             console(stderr=True).print(
-                f"[yellow]![/yellow] {escape(_show(name))} in {escape(str(source))} looks like "
+                f"[yellow]![/yellow] {escape(shown(name))} in {escape(str(source))} looks like "
                 "a secret value used as a name; left out of the template (rotate that key)"
             )
         extra = [n for n in extra if n not in pasted]

@@ -24,7 +24,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -51,16 +51,20 @@ _Headers = tuple[tuple[bytes, bytes], ...]
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRequest:
-    """The parts of a request the edge reads and may rewrite (raw, still encoded)."""
+    """The parts of a request the edge reads and may rewrite (raw, still encoded).
+
+    Path, query, headers and body are left out of the repr: after ``decide`` they can
+    hold injected values, and a repr ends up in tracebacks rendered with locals.
+    """
 
     method: str
     scheme: str
     host: str
     port: int | None
-    path: bytes  # percent-encoded path, no query
-    query: bytes  # raw query string without "?"
-    headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
+    path: bytes = field(repr=False)  # percent-encoded path, no query
+    query: bytes = field(repr=False)  # raw query string without "?"
+    headers: tuple[tuple[bytes, bytes], ...] = field(repr=False)
+    body: bytes = field(repr=False)
 
     def header(self, name: bytes) -> bytes | None:
         name = name.lower()
@@ -164,6 +168,8 @@ class _Pass:
         self.req = req
         self.tool = tool
         self.auditor = auditor
+        # "host" and "path" are what messages and audit events show: check_raw_values
+        # scrubs them when a value was pasted into the URL.
         self.where: dict[str, Any] = {
             "tool": tool,
             "host": req.host,
@@ -187,10 +193,12 @@ class _Pass:
         if decision:
             return
         reason = getattr(decision, "reason", "") or "not allowed by the policy"
+        if self.raw:  # the policy's reason names the host, which may hold the value
+            reason = self.guard.redactor.redact(reason)
         self.auditor.emit("denied", name, detail=f"{how}: {reason}", **self.where)
         port = f":{req.port}" if req.port else ""
         raise PolicyViolation(
-            f"secret {name} may not be sent to {req.scheme}://{req.host}{port}"
+            f"secret {name} may not be sent to {req.scheme}://{self.where['host']}{port}"
             f" ({req.method} {self.where['path']}, tool {tool or 'none'}; {how}): {reason}"
         )
 
@@ -206,7 +214,7 @@ class _Pass:
                 detail = f"not loaded: {type(exc).__name__}"
                 self.auditor.emit("denied", name, detail=detail, **self.where)
                 raise PolicyViolation(
-                    f"secret {name} may go to {self.req.host} but could not be loaded: {exc}"
+                    f"secret {name} may go to {self.where['host']} but could not be loaded: {exc}"
                 ) from exc
             self.allowed[name] = secret
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -233,8 +241,10 @@ class _Pass:
         if not names:
             return
         self.raw = True
-        # A path can carry a pasted value (``/bot<token>/...``): never audit it as is.
+        # A path or a host name can carry a pasted value (``/bot<token>/...``,
+        # ``<key>.example.com``): never audit nor report them as they are.
         self.where["path"] = redactor.redact(req.path_text)
+        self.where["host"] = redactor.redact(req.host)
         for name in names:
             self.check(name, "real value in request")
             secret = self.guard.store.try_get(name)

@@ -209,6 +209,9 @@ class SyncEdge(_Edge):
                         response.stream.close()
         except Exception as exc:
             self._relabel(exc, request, sent)
+            # The copy sent and its verdict hold the injected values; a traceback rendered
+            # with locals (Sentry, rich, pytest -l) shows this frame's.
+            del sent, verdict
             raise
         if body is not None:
             return self._whole(response, raw, body, encoded, verdict.where)
@@ -250,6 +253,9 @@ class AsyncEdge(_Edge):
                         await response.stream.aclose()
         except Exception as exc:
             self._relabel(exc, request, sent)
+            # The copy sent and its verdict hold the injected values; a traceback rendered
+            # with locals (Sentry, rich, pytest -l) shows this frame's.
+            del sent, verdict
             raise
         if body is not None:
             return self._whole(response, raw, body, encoded, verdict.where)

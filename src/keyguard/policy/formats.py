@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from keyguard.secret import mask
-
 
 @functools.lru_cache(maxsize=1)
 def _rules() -> dict[str, Any]:
@@ -26,26 +24,8 @@ def get_format_rule(rule_id: str) -> Any | None:
 
 
 def _show(text: Any) -> str:
-    """Echo user-written text in an error, with anything shaped like a credential masked
-    (someone may have pasted a key where a host or a name belongs)."""
-    text = str(text)
-    if len(text) < 8:
-        return text
-    try:
-        rules = list(_rules().values())
-    except Exception:  # the rule set unavailable: hide long text rather than risk it
-        return mask(text) if len(text) > 24 else text
-    for rule in rules:
-        compiled = getattr(rule, "compiled", None)
-        if compiled is None:
-            continue
-        for match in reversed(list(compiled.finditer(text))):
-            group = getattr(rule, "secret_group", 0)
-            try:
-                hit = rule.validate(match.group(group))
-            except Exception:  # a broken user rule must not break error reporting
-                hit = False
-            if hit:
-                start, end = match.span(group)
-                text = text[:start] + mask(text[start:end]) + text[end:]
-    return text
+    """Echo user-written text in an error with anything credential-shaped masked (the
+    one shared helper, ``keyguard.redact.shown``)."""
+    from keyguard.redact import shown
+
+    return shown(text)

@@ -11,7 +11,10 @@ Semantics:
 * registered placeholders (``add_placeholder``) and placeholders minted by this process
   (``keyguard.secret.placeholder_for``) are never redacted nor reported;
 * findings carry a masked form and a fingerprint, never the value (for a known value
-  the fingerprint is that of the value, i.e. ``Secret.fingerprint``).
+  the fingerprint is that of the value, i.e. ``Secret.fingerprint``);
+* a text that ENDS with a prefix of 8+ characters of a known form (a stream cut inside
+  a value) has that tail replaced as ``[REDACTED:NAME]`` too: ``redact`` and a stream's
+  ``flush`` agree, so any chunking still gives ``redact(whole)``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,70 @@ class Scan:
     open_patterns: list[int]  # starts of pattern spans a later pragma could still suppress
 
 
+class _Tails:
+    """Proper prefixes (>= ``MIN_SECRET_LENGTH`` characters) of known forms at the end of
+    a text: a stream cut inside a value (a reply stopped by max_tokens, a killed child)
+    must not release the part that arrived.
+
+    Indexed by each form's first 8 characters (str or bytes forms, one instance each).
+    ``find`` is cheap on the common "no" (it runs on every ``redact``): the text's last
+    ``_END`` characters must be the last ones of some such prefix (a bitmap of their
+    hashes, about 16 bits per prefix: a few percent false positives), and only then are
+    the last ``longest form - 1`` positions looked at.
+    """
+
+    __slots__ = ("bitmap", "heads", "is_bytes", "mask", "window")
+
+    _END = 4
+
+    def __init__(self, known: Iterable[tuple[str, str, str]], is_bytes: bool) -> None:
+        heads: dict[Any, list[tuple[Any, str, str]]] = {}
+        ends: list[Any] = []
+        longest = 0
+        k = self._END
+        for form, name, value in known:
+            f: Any = form.encode("utf-8", "surrogatepass") if is_bytes else form
+            if len(f) <= MIN_SECRET_LENGTH:
+                continue  # no proper prefix is long enough
+            heads.setdefault(f[:MIN_SECRET_LENGTH], []).append((f, name, value))
+            ends += [f[end - k : end] for end in range(MIN_SECRET_LENGTH, len(f))]
+            longest = max(longest, len(f))
+        bits = 1 << max(12, (16 * len(ends)).bit_length())
+        bitmap = bytearray(bits >> 3)
+        mask = bits - 1
+        for end in ends:
+            h = hash(end) & mask
+            bitmap[h >> 3] |= 1 << (h & 7)
+        self.is_bytes = is_bytes
+        self.heads = heads
+        self.bitmap, self.mask = bytes(bitmap), mask
+        self.window = longest - 1
+
+    def find(self, data: Any, skip: int = 0) -> tuple[int, str, str] | None:
+        """(start, name, value) of the longest such prefix ending ``data`` at or after
+        ``skip``, else None."""
+        n = len(data)
+        if n < MIN_SECRET_LENGTH or not self.heads:
+            return None
+        h = hash(data[-self._END :]) & self.mask
+        if not (self.bitmap[h >> 3] >> (h & 7)) & 1:
+            return None
+        lo = max(skip, n - self.window)
+        tail = data[lo:]
+        heads = self.heads
+        for i in range(len(tail) - MIN_SECRET_LENGTH + 1):  # earliest first: longest wins
+            group = heads.get(tail[i : i + MIN_SECRET_LENGTH])
+            if not group:
+                continue
+            rest = tail[i:]
+            for form, name, value in group:
+                if form.startswith(rest) and (
+                    not self.is_bytes or len(rest.decode("utf-8", "replace")) >= MIN_SECRET_LENGTH
+                ):
+                    return lo + i, name, value
+        return None
+
+
 class _Compiled:
     """An immutable snapshot of what the redactor looks for, with its engine."""
 
@@ -109,6 +176,7 @@ class _Compiled:
         self._accepts = [self._make_accept(i, allow) for i in range(len(self.rules))]
         self.max_literal = max(len(s) for s in self.literals)
         self.has_known = bool(known)
+        self._tails: list[_Tails | None] = [None, None]  # str, bytes
 
     def _make_accept(self, i: int, allow: Sequence[re.Pattern[str]]) -> Callable[[Any], bool]:
         rule = self.rules[i]
@@ -128,6 +196,19 @@ class _Compiled:
 
     def acceptor(self, i: int) -> Callable[[Any], bool]:
         return self._accepts[i]
+
+    def tails(self, is_bytes: bool) -> _Tails:
+        """The end-of-text prefix index, built on first use (the edge's request checks,
+        ``contains_known``, never need it)."""
+        index = self._tails[is_bytes]
+        if index is None:
+            known = [
+                (lit, name, value)
+                for lit, (kind, name, value) in zip(self.literals, self.info, strict=True)
+                if kind == _KNOWN
+            ]
+            index = self._tails[is_bytes] = _Tails(known, is_bytes)
+        return index
 
 
 class Redactor:
@@ -246,8 +327,19 @@ class Redactor:
         return self._snapshot().engine.name
 
     # -- scanning ----------------------------------------------------------------------
-    def _scan(self, data: str | bytes, *, skip: int = 0, pragma_first_line: bool = False) -> Scan:
-        """Resolve ``data``; hits starting before ``skip`` (left context) are ignored."""
+    def _scan(
+        self,
+        data: str | bytes,
+        *,
+        skip: int = 0,
+        pragma_first_line: bool = False,
+        end: bool = True,
+    ) -> Scan:
+        """Resolve ``data``; hits starting before ``skip`` (left context) are ignored.
+
+        ``end``: ``data`` ends the text, so a known form cut short at its end (a
+        prefix of 8+ characters) is a hit too (a stream passes False until it flushes).
+        """
         c = self._snapshot()
         lits, rhits = c.engine.scan(data, c.acceptor)
         is_bytes = isinstance(data, bytes)
@@ -281,6 +373,11 @@ class Redactor:
                 if is_bytes:
                     secret = secret.decode("utf-8", "replace")
                 cands.append((ss, se, 1, ri, rules[ri].id, secret))
+        if end and c.has_known:
+            cut = c.tails(is_bytes).find(data, skip)
+            if cut is not None:
+                # Ranked after every real literal hit on a tie (index past the literals).
+                cands.append((cut[0], len(data), 0, len(info), cut[1], cut[2]))
         open_patterns: list[int] = []
         if not cands:
             return Scan([], rule_extents, marks, open_patterns)
@@ -321,7 +418,10 @@ class Redactor:
         False means "redact to know". Only ASCII ``data`` can be declared clean."""
         if self.pii or not data.isascii():
             return False
-        return self._snapshot().engine.quiet(data)
+        c = self._snapshot()
+        if not c.engine.quiet(data):
+            return False
+        return not c.has_known or c.tails(True).find(data) is None
 
     def redact_bytes(self, data: bytes) -> bytes:
         """Like :meth:`redact` for bytes (need not be valid UTF-8)."""

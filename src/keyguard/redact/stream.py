@@ -6,6 +6,8 @@ the unfinished tail of a possible pattern match (checked with the ``regex`` modu
 partial matching when it is installed; otherwise from the rule keyword on), and pattern
 hits on the current line until the line ends (an inline ``keyguard:allow`` later on the
 line would suppress them). With ``Redactor(pii=True)`` output is released per line.
+``flush`` ends the text: a held-back tail that is an 8+ character prefix of a known
+form (the stream stopped inside a value) is redacted, as ``Redactor.redact`` does.
 """
 
 from __future__ import annotations
@@ -255,7 +257,7 @@ class StreamRedactor:
         ctx = self._ctx
         data = ctx + buf
         skip = len(ctx)
-        scan = self._r._scan(data, skip=skip, pragma_first_line=self._line_pragma)
+        scan = self._r._scan(data, skip=skip, pragma_first_line=self._line_pragma, end=final)
         n = len(data)
         if final:
             cut = n
