@@ -13,7 +13,15 @@ from click.testing import CliRunner
 
 from keyguard.cli import cli
 from keyguard.cli.init import GITIGNORE_LINES, starter_policy_text
-from tests.fakes import e2b_api_key, github_classic, google_api_key, n8n_api_key, rand, the_four
+from tests.fakes import (
+    e2b_api_key,
+    github_classic,
+    github_fine_grained,
+    google_api_key,
+    n8n_api_key,
+    rand,
+    the_four,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FOUR = ("GEMINI_API_KEY", "GITHUB_PERSONAL_ACCESS_TOKEN", "E2B_API_KEY", "N8N_API_KEY")
@@ -55,6 +63,10 @@ def test_init_writes_policy_template_gitignore(project: Path) -> None:
     for name in FOUR:
         assert f"\n{name}=\n" in template  # names, no values
     assert "sent only to generativelanguage.googleapis.com" in template
+    assert (
+        "# required; format github-pat or github-fine-grained-pat; sent only to api.github.com"
+        in (template)
+    )
     lines = (project / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert [line for line in lines if line in GITIGNORE_LINES] == list(GITIGNORE_LINES)
     assert "policies/keyguard.yaml written" in out
@@ -144,6 +156,28 @@ def test_check_clean_environment(project: Path) -> None:
     assert_absent(out, values.values())
 
 
+@pytest.mark.parametrize("make", [github_classic, github_fine_grained])
+def test_check_accepts_either_kind_of_github_token(project: Path, make) -> None:
+    run("init")
+    values = {**the_four(), "GITHUB_PERSONAL_ACCESS_TOKEN": make()}
+    write_env(project, values)
+    code, out = run("check", "--json")
+    assert code == 0, out
+    assert [s["status"] for s in json.loads(out)["secrets"]] == ["ok"] * 4
+    assert_absent(out, values.values())
+
+
+def test_check_rejects_a_non_github_value_for_the_github_token(project: Path) -> None:
+    run("init")
+    wrong = google_api_key()
+    values = {**the_four(), "GITHUB_PERSONAL_ACCESS_TOKEN": wrong}
+    write_env(project, values)
+    code, out = run("check")
+    assert code == 1
+    assert "does not match format github-pat or github-fine-grained-pat" in out
+    assert_absent(out, values.values())
+
+
 def test_check_reports_bad_values_without_showing_them(project: Path) -> None:
     run("init")
     values = {
@@ -162,6 +196,7 @@ def test_check_reports_bad_values_without_showing_them(project: Path) -> None:
     assert rules == {
         ("GEMINI_API_KEY", "google-api-key"),
         ("GITHUB_PERSONAL_ACCESS_TOKEN", "min_length"),
+        ("GITHUB_PERSONAL_ACCESS_TOKEN", "github-pat|github-fine-grained-pat"),
         ("E2B_API_KEY", "e2b-api-key"),
     }
     assert [p["name"] for p in data["environment"]] == ["UNDECLARED_SERVICE_TOKEN"]
@@ -170,6 +205,7 @@ def test_check_reports_bad_values_without_showing_them(project: Path) -> None:
     code, human = run("check")
     assert code == 1
     assert "does not match format e2b-api-key" in human and "min_length" in human
+    assert "does not match format github-pat or github-fine-grained-pat" in human
     assert "UNDECLARED_SERVICE_TOKEN looks like a secret" in human
     assert_absent(human, secrets)
 
@@ -318,6 +354,12 @@ def test_policy_check_lists_what_each_tool_reaches(project: Path) -> None:
         "GITHUB_PERSONAL_ACCESS_TOKEN": ["api.github.com"]
     }
     assert data["unused_secrets"] == []
+    # `format` as written: one id stays a string, a list stays a list.
+    assert data["secrets"]["GEMINI_API_KEY"]["format"] == "google-api-key"
+    assert data["secrets"]["GITHUB_PERSONAL_ACCESS_TOKEN"]["format"] == [
+        "github-pat",
+        "github-fine-grained-pat",
+    ]
 
 
 def test_policy_check_invalid(project: Path) -> None:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from keyguard.cli import cli
 from keyguard.hygiene.doctor import rotation_for, run_doctor
-from tests.fakes import e2b_api_key, github_classic, google_api_key
+from tests.fakes import e2b_api_key, github_classic, github_fine_grained, google_api_key
 from tests.test_scan import commit_all, git, make_repo
 
 POLICY = """\
@@ -143,6 +143,27 @@ def test_debug_in_production_and_bad_secret(clean):
     assert any("E2B_API_KEY" in d for d in secrets.details)
 
 
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [(github_classic, "pass"), (github_fine_grained, "pass"), (google_api_key, "fail")],
+)
+def test_github_token_format_list_in_the_secrets_check(clean, make, status):
+    repo = clean["repo"]
+    github = "  GITHUB_PERSONAL_ACCESS_TOKEN:\n    format: [github-pat, github-fine-grained-pat]\n"
+    (repo / "policies" / "keyguard.yaml").write_text(
+        POLICY.replace("tools:\n", github + "tools:\n")
+    )
+    token = make()
+    with (repo / ".env").open("a") as env:
+        env.write(f"GITHUB_PERSONAL_ACCESS_TOKEN={token}\n")
+    report = run_doctor(repo, environ={}, history=False)
+    secrets = next(c for c in report.checks if c.id == "secrets")
+    assert secrets.status == status, secrets.details
+    if status == "fail":
+        assert any("github-pat or github-fine-grained-pat" in d for d in secrets.details)
+    assert token not in json.dumps(report.to_dict())
+
+
 def test_template_out_of_step_and_leaking(clean):
     repo = clean["repo"]
     (repo / ".env.template").write_text(f"GEMINI_API_KEY={google_api_key()}\n")
@@ -177,6 +198,9 @@ def test_rotation_lookup():
     assert rotation_for("google-api-key")[0] == "google-api-key"
     assert rotation_for("MY_GEMINI_KEY")[0] == "google-api-key"
     assert rotation_for("WHATEVER", fmt="e2b-api-key")[0] == "e2b-api-key"
+    # A list of formats: the first listed id that has rotation steps.
+    fmts = ["nope", "github-fine-grained-pat", "github-pat"]
+    assert rotation_for("WHATEVER", fmt=fmts)[0] == "github-fine-grained-pat"
     rule, entry = rotation_for("SOMETHING_ELSE")
     assert rule == "generic-secret"
     assert entry["steps"][-1].startswith("If the key was ever committed")

@@ -226,6 +226,53 @@ def test_unknown_format_rule_without_close_ids_lists_known(tmp_path: Path) -> No
     assert "known rule ids:" in str(err) and "e2b-api-key" in str(err)
 
 
+def test_format_list_means_any_of(tmp_path: Path) -> None:
+    text = "secrets:\n  T:\n    format: [github-pat, github-fine-grained-pat]\n"
+    policy = Policy.load(write(tmp_path, text))
+    spec = policy.secrets["T"]
+    assert spec.format == ["github-pat", "github-fine-grained-pat"]
+    assert spec.formats == ("github-pat", "github-fine-grained-pat")
+    # A single id stays a string, as written.
+    single = Policy.from_dict({"secrets": {"G": {"format": "google-api-key"}}})
+    assert single.secrets["G"].format == "google-api-key"
+    assert single.secrets["G"].formats == ("google-api-key",)
+    assert Policy.from_dict({"secrets": {"N": {}}}).secrets["N"].formats == ()
+
+
+def test_unknown_format_id_inside_a_list_names_its_index(tmp_path: Path) -> None:
+    err = load_error(
+        tmp_path,
+        "secrets:\n  T:\n    format:\n      - github-pat\n      - github-fine-grain-pat\n",
+    )
+    assert (err.line, err.key) == (5, "secrets.T.format[1]")
+    assert "unknown format rule id 'github-fine-grain-pat'" in str(err)
+    assert "did you mean 'github-fine-grained-pat'" in str(err)
+    assert [p["key"] for p in err.problems] == ["secrets.T.format[1]"]
+
+
+def test_pasted_key_as_a_format_list_item_is_masked(tmp_path: Path) -> None:
+    key = google_api_key()
+    err = load_error(tmp_path, f"secrets:\n  T:\n    format: [github-pat, '{key}']\n")
+    assert err.key == "secrets.T.format[1]" and "unknown format rule id" in str(err)
+    assert key not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("[]", "an empty format list accepts no value"),
+        ("5", "format must be a rule id or a list of rule ids, not a number"),
+        ("{a: b}", "format must be a rule id or a list of rule ids, not a mapping"),
+        ("[github-pat, 5]", "format[1] must be a rule id, not a number"),
+    ],
+)
+def test_format_of_the_wrong_shape_is_rejected(tmp_path: Path, written: str, expected: str) -> None:
+    err = load_error(tmp_path, f"secrets:\n  T:\n    format: {written}\n")
+    assert (err.line, err.key) == (3, "secrets.T.format")
+    assert expected in str(err)
+    assert len(err.problems) == 1  # one sentence, not one per member of the union
+
+
 @pytest.mark.parametrize(
     "rule_id",
     [

@@ -33,7 +33,7 @@ POLICY = {
     "version": 1,
     "secrets": {
         "GEMINI_API_KEY": {"format": "google-api-key"},
-        "GITHUB_PERSONAL_ACCESS_TOKEN": {},
+        "GITHUB_PERSONAL_ACCESS_TOKEN": {"format": ["github-pat", "github-fine-grained-pat"]},
         "E2B_API_KEY": {"format": "e2b-api-key"},
         "N8N_API_KEY": {"format": "n8n-api-key"},
         "OPTIONAL_TOKEN": {"required": False},
@@ -94,6 +94,35 @@ def test_wrong_format_names_the_rule_not_the_value(rule_id: str, make) -> None:
     assert [(p.name, p.rule, p.severity) for p in problems] == [("KEY", rule_id, "error")]
     assert f"does not match format {rule_id}" in problems[0].message
     assert_no_values(problems, value)
+
+
+GITHUB_FORMATS = ["github-pat", "github-fine-grained-pat"]
+
+
+@pytest.mark.parametrize("make", [github_classic, github_fine_grained])
+def test_format_list_passes_a_value_of_any_listed_format(make) -> None:
+    value = make()
+    spec = SecretSpec(format=GITHUB_FORMATS)
+    assert check_secret("GITHUB_PERSONAL_ACCESS_TOKEN", Secret("T", value), spec) == []
+    assert check_secret("GITHUB_PERSONAL_ACCESS_TOKEN", value, spec) == []
+
+
+def test_format_list_failure_names_every_accepted_format_not_the_value() -> None:
+    value = google_api_key()
+    name = "GITHUB_PERSONAL_ACCESS_TOKEN"
+    problems = check_secret(name, Secret(name, value), SecretSpec(format=GITHUB_FORMATS))
+    assert [(p.name, p.rule, p.severity) for p in problems] == [
+        (name, "github-pat|github-fine-grained-pat", "error")
+    ]
+    assert "does not match format github-pat or github-fine-grained-pat" in problems[0].message
+    assert_no_values(problems, value)
+
+
+def test_format_list_of_one_id_reads_like_the_single_id() -> None:
+    value = e2b_api_key()
+    problems = check_secret("K", value, SecretSpec(format=["google-api-key"]))
+    single = check_secret("K", value, SecretSpec(format="google-api-key"))
+    assert problems == single and [p.rule for p in single] == ["google-api-key"]
 
 
 def test_missing_required_and_optional() -> None:

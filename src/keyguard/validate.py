@@ -184,30 +184,43 @@ def check_secret(name: str, secret: Secret | str | None, spec: SecretSpec) -> li
                 f"{name} is shorter than the minimum of {spec.min_length} characters",
             )
         )
-    if spec.format:
-        problems.extend(_format_problems(name, value, spec.format))
+    if spec.formats:
+        problems.extend(_format_problems(name, value, spec))
     return problems
 
 
-def _format_problems(name: str, value: str, rule_id: str) -> list[Problem]:
-    rule = get_format_rule(rule_id)
-    if rule is None:
-        return [Problem(name, rule_id, f"{name}: unknown format rule {rule_id!r}")]
-    try:
-        valid = bool(rule.validate(value.strip()))
-    except Exception as exc:  # a broken rule is reported, not raised, and never with the value
-        return [Problem(name, rule_id, f"{name}: rule {rule_id} failed ({type(exc).__name__})")]
-    if valid:
-        return []
-    described = getattr(rule, "description", "") or rule_id
-    return [
-        Problem(
-            name,
-            rule_id,
-            f"{name} does not match format {rule_id} ({described}); "
-            "check that the right key was pasted",
+def _format_problems(name: str, value: str, spec: SecretSpec) -> list[Problem]:
+    """Nothing when any accepted format's rule validates the value; else why not."""
+    # A list is reported under all its ids at once (one row in `keyguard check`).
+    label = "|".join(spec.formats)
+    problems: list[Problem] = []
+    checked: list[str] = []
+    described: list[str] = []
+    for rule_id in spec.formats:
+        rule = get_format_rule(rule_id)
+        if rule is None:
+            problems.append(Problem(name, label, f"{name}: unknown format rule {rule_id!r}"))
+            continue
+        try:
+            if rule.validate(value.strip()):
+                return []
+        except Exception as exc:  # a broken rule is reported, not raised, never with the value
+            problems.append(
+                Problem(name, label, f"{name}: rule {rule_id} failed ({type(exc).__name__})")
+            )
+            continue
+        checked.append(rule_id)
+        described.append(getattr(rule, "description", "") or rule_id)
+    if checked:
+        problems.append(
+            Problem(
+                name,
+                label,
+                f"{name} does not match format {' or '.join(checked)} "
+                f"({' or '.join(described)}); check that the right key was pasted",
+            )
         )
-    ]
+    return problems
 
 
 def looks_like_secret_name(name: str) -> bool:

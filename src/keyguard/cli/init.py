@@ -97,6 +97,5 @@ def command(directory: Path, force: bool) -> None:
     out.print(f"  1. {escape(where)}cp .env.template .env   and fill in the values")
     out.print("     (.env is git-ignored; never commit it)")
     out.print(f"  2. edit {POLICY_FILE}: put your n8n host under N8N_API_KEY.inject.hosts")
-    out.print("     and pick the GitHub token format you use")
     out.print("  3. keyguard check          validates your keys against the policy")
     out.print("  4. keyguard policy check   shows what each tool may reach")

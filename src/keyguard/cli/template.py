@@ -46,8 +46,8 @@ def render_template(policy: Policy, extra_names: Iterable[str] = ()) -> str:
         if spec.description:
             lines.append(f"# {spec.description}")
         facts = ["required" if spec.required else "optional"]
-        if spec.format:
-            facts.append(f"format {spec.format}")
+        if spec.formats:
+            facts.append(f"format {' or '.join(spec.formats)}")
         hosts = policy.hosts_for(name)
         facts.append(f"sent only to {', '.join(hosts)}" if hosts else "never sent over HTTP")
         lines.append(f"# {'; '.join(facts)}")

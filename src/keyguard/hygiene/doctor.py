@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -93,15 +93,19 @@ def _rotation_data() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def rotation_for(rule_or_name: str, *, fmt: str | None = None) -> tuple[str, dict[str, Any]]:
+def rotation_for(
+    rule_or_name: str, *, fmt: str | Sequence[str] | None = None
+) -> tuple[str, dict[str, Any]]:
     """(rule id, rotation entry) for a rule id, or for a secret name (by its policy
-    ``format``, else the name hints); unknown providers get the generic entry."""
+    ``format``: the first listed id with an entry, else the name hints); unknown providers
+    get the generic entry."""
     data = _rotation_data()
     rules: dict[str, Any] = data["rules"]
+    known = [f for f in ([fmt] if isinstance(fmt, str) else fmt or []) if f in rules]
     if rule_or_name in rules:
         rule = rule_or_name
-    elif fmt and fmt in rules:
-        rule = fmt
+    elif known:
+        rule = known[0]
     else:
         upper = rule_or_name.upper()
         hints: dict[str, str] = data.get("name_hints", {})
@@ -350,9 +354,9 @@ class _Doctor:
             if f.fingerprint in by_fp:
                 by_fp[f.fingerprint].locations.append(where)
                 continue
-            fmt = None
+            fmt: tuple[str, ...] = ()
             if self.policy is not None and f.rule in self.policy.secrets:
-                fmt = self.policy.secrets[f.rule].format
+                fmt = self.policy.secrets[f.rule].formats
             rule, entry = rotation_for(f.rule, fmt=fmt)
             by_fp[f.fingerprint] = Exposure(
                 f.rule,

@@ -17,7 +17,15 @@ from keyguard.errors import InvalidReference
 from keyguard.policy.formats import _show, known_rule_ids
 from keyguard.policy.hosts import parse_host_pattern
 from keyguard.policy.lines import _compose_yaml, _Path, _Problem, _Source
-from keyguard.policy.model import SUPPORTED_VERSION, InjectSpec, PolicyDocument, SourcesSpec
+from keyguard.policy.model import (
+    FORMAT_SHAPE_ERROR,
+    SUPPORTED_VERSION,
+    InjectSpec,
+    PolicyDocument,
+    SecretSpec,
+    SourcesSpec,
+    type_name,
+)
 from keyguard.secret import Reference
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -55,23 +63,16 @@ def _fields_at(model: type[BaseModel], loc: _Path) -> list[str]:
     return []
 
 
-_TYPE_NAMES = {
-    dict: "a mapping",
-    list: "a list",
-    str: "a string",
-    int: "a number",
-    float: "a number",
-}
-
-
 def _pydantic_problems(exc: ValidationError, src: _Source) -> list[_Problem]:
     problems = []
     for err in exc.errors(include_url=False, include_input=True, include_context=True):
         loc = tuple(p for p in err["loc"] if p != "[key]")
         kind = err["type"]
         given = err.get("input")
-        got = _TYPE_NAMES.get(type(given), "null" if given is None else type(given).__name__)
-        if kind == "literal_error":
+        got = type_name(given)
+        if kind == FORMAT_SHAPE_ERROR:
+            message = err["msg"]
+        elif kind == "literal_error":
             options = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
             close = (
                 difflib.get_close_matches(given, options, n=1, cutoff=0.5)
@@ -131,8 +132,7 @@ def _semantic_problems(doc: PolicyDocument, src: _Source) -> tuple[list[_Problem
                 Reference.parse(spec.from_ref)
             except InvalidReference as exc:
                 errors.append(src.problem((*base, "from"), f"{exc}"))
-        if spec.format is not None:
-            errors.extend(_format_problems(spec.format, src, (*base, "format")))
+        errors.extend(_format_problems(spec, src, (*base, "format")))
         if spec.inject is not None:
             e, w = _inject_problems(name, spec.inject, src, (*base, "inject"))
             errors.extend(e)
@@ -214,19 +214,24 @@ def _pasted_value_problems(doc: PolicyDocument, src: _Source) -> list[_Problem]:
     return problems
 
 
-def _format_problems(rule_id: str, src: _Source, path: _Path) -> list[_Problem]:
+def _format_problems(spec: SecretSpec, src: _Source, path: _Path) -> list[_Problem]:
+    """Every unknown rule id of ``format``; an id inside a list is named by its index."""
+    if isinstance(spec.format, str):
+        written = [(path, spec.format)]
+    else:
+        written = [((*path, index), rule_id) for index, rule_id in enumerate(spec.format or [])]
     ids = known_rule_ids()
-    if rule_id in ids:
-        return []
-    close = difflib.get_close_matches(rule_id, ids, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    listing = f"known rule ids: {', '.join(ids)}"
-    return [
-        src.problem(
-            path,
-            f"unknown format rule id {_show(rule_id)!r}; " + (hint or listing),
+    problems = []
+    for at, rule_id in written:
+        if rule_id in ids:
+            continue
+        close = difflib.get_close_matches(rule_id, ids, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        listing = f"known rule ids: {', '.join(ids)}"
+        problems.append(
+            src.problem(at, f"unknown format rule id {_show(rule_id)!r}; " + (hint or listing))
         )
-    ]
+    return problems
 
 
 def _inject_problems(
@@ -313,7 +318,7 @@ def _parse_text(text: str, file: str) -> _Part:
 
 def _parse_data(data: Any, src: _Source) -> _Part:
     if not isinstance(data, dict):
-        got = _TYPE_NAMES.get(type(data), type(data).__name__)
+        got = type_name(data)
         message = f"the policy must be a mapping (version:, secrets:, tools:), not {got}"
         return _Part(None, src, [src.problem((), message)], [])
     try:

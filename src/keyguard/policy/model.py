@@ -4,14 +4,35 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 DEFAULT_TOOL = "default"
 SUPPORTED_VERSION = 1
 
 
+# The pydantic error type of a ``format`` that is neither a rule id nor a list of them.
+FORMAT_SHAPE_ERROR = "format_shape"
+
+
 class PolicyWarning(UserWarning):
     """A policy that loads but does something discouraged (e.g. a key in a URL query)."""
+
+
+_TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+}
+
+
+def type_name(value: Any) -> str:
+    """What a wrongly typed value is, in words (never the value: it may be a pasted key)."""
+    if value is None:
+        return "null"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------------- models
@@ -52,12 +73,48 @@ class InjectSpec(_Model):
 class SecretSpec(_Model):
     from_ref: str | None = Field(default=None, alias="from")
     required: bool = True
-    format: str | None = None
+    # One rule id, or a list of rule ids of which the value must match any (a GitHub token
+    # may be classic or fine-grained). Kept as written; read it through ``formats``.
+    format: str | list[str] | None = None
     min_length: int = Field(default=10, ge=0)
     description: str = ""
     inject: InjectSpec | None = None
     allow_http: bool = False
     github: bool = False
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_shape(cls, value: Any) -> Any:
+        # One clear sentence instead of pydantic's one error per member of the union.
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise PydanticCustomError(
+                FORMAT_SHAPE_ERROR,
+                "format must be a rule id or a list of rule ids, not {got}",
+                {"got": type_name(value)},
+            )
+        if not value:
+            raise PydanticCustomError(
+                FORMAT_SHAPE_ERROR,
+                "an empty format list accepts no value; list at least one rule id "
+                "(e.g. [github-pat, github-fine-grained-pat]) or remove format",
+            )
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise PydanticCustomError(
+                    FORMAT_SHAPE_ERROR,
+                    "format[{index}] must be a rule id, not {got}",
+                    {"index": index, "got": type_name(item)},
+                )
+        return value
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The accepted format rule ids (empty: no format check)."""
+        if not self.format:
+            return ()
+        return (self.format,) if isinstance(self.format, str) else tuple(self.format)
 
 
 class ToolSpec(_Model):
