@@ -221,3 +221,141 @@ def test_cut_form_property(
     chunks = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
     assert run(r, chunks) == whole
     assert r.redact_bytes(text.encode("utf-8", "surrogatepass")).decode() == whole
+
+
+# ------------------------------------------------------------------ idle release
+
+
+def run_releasing(r: Redactor, chunks: list[str], after: set[int]) -> str:
+    """Feed ``chunks``, calling ``release()`` after each chunk index in ``after``."""
+    s = r.stream()
+    out = []
+    for i, chunk in enumerate(chunks):
+        out.append(s.feed(chunk))
+        if i in after:
+            out.append(s.release())
+    out.append(s.flush())
+    return "".join(out)
+
+
+def test_release_lets_a_prompt_out_whole(redactor: Redactor) -> None:
+    s = redactor.stream()
+    out = s.feed("Enter your name: ")
+    assert out != "Enter your name: "  # held back by feed: it could be a key's start
+    out += s.release()
+    assert out == "Enter your name: " and s.pending == 0
+    assert out + s.feed("Ada\n") + s.flush() == "Enter your name: Ada\n"
+    assert s.release() == "" and s.flush() == ""
+
+
+def _split_with_release(r: Redactor, head: str, value: str, k: int, tail: str) -> str:
+    """``head + value + tail`` with the value cut after ``k`` characters and released
+    there (twice, and once more after a few characters of the rest): no more than 3 of
+    its characters may show at any point."""
+    s = r.stream()
+    shown = s.feed(head + value[:k]) + s.release()
+    shown += s.release()
+    assert shown == head + (value[:k] if k < 4 else "")
+    shown += s.feed(value[k : k + 2]) + s.release()
+    assert shown == head + value[: _shown(k)]
+    return shown + s.feed(value[k + 2 :] + tail) + s.flush()
+
+
+def _shown(k: int) -> int:
+    """How much of a value cut at ``k``, released, fed 2 more and released, shows."""
+    return k + 2 if k + 2 < 4 else (k if k < 4 else 0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 9, 30])
+def test_release_inside_a_known_value(redactor: Redactor, k: int) -> None:
+    value = redactor._secrets["GEMINI_API_KEY"]
+    out = _split_with_release(redactor, "key is ", value, k, " ok\n")
+    # a 1-3 character prefix is ordinary text
+    assert out == f"key is {value[: _shown(k)]}[REDACTED:GEMINI_API_KEY] ok\n"
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 17])
+def test_release_inside_a_base64_form(redactor: Redactor, k: int) -> None:
+    value = redactor._secrets["E2B_API_KEY"]
+    b64 = base64.b64encode(value.encode()).decode()
+    out = _split_with_release(redactor, "auth: ", b64, k, "\n")
+    assert out == f"auth: {b64[: _shown(k)]}[REDACTED:E2B_API_KEY]\n"
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 6, 20])
+def test_release_inside_an_unknown_token(redactor: Redactor, k: int) -> None:
+    token = github_classic()
+    s = redactor.stream()
+    shown = s.feed("token " + token[:k]) + s.release()
+    # The keyword's head may go out, never a character of the token after it.
+    assert shown == "token " + (token[:k] if k < 4 else "")
+    shown += s.feed(token[k : k + 3]) + s.release()
+    assert token[4:] not in shown and token[:k] + token[k : k + 3] not in shown
+    out = shown + s.feed(token[k + 3 :] + " used\n") + s.flush()
+    assert out == f"token {token[:k] if k < 4 else ''}[REDACTED:github-pat] used\n"
+
+
+def test_release_keeps_an_unfinished_generic_secret(redactor: Redactor) -> None:
+    secret = rand(24)
+    while redactor.redact(f"Password: {secret}") == f"Password: {secret}":
+        secret = rand(24)  # the rule wants some entropy
+    s = redactor.stream()
+    shown = s.feed("Password: ") + s.release()
+    assert shown == "Password: "  # the prompt shows ...
+    shown += s.feed(secret[:6]) + s.release()
+    assert shown == "Password: "  # ... the start of what follows does not
+    out = shown + s.feed(secret[6:] + " next\n") + s.flush()
+    assert out == redactor.redact(f"Password: {secret} next\n")
+    assert secret not in out and "[REDACTED:generic-secret]" in out
+
+
+def test_release_then_flush_inside_a_value(redactor: Redactor) -> None:
+    value = redactor._secrets["GEMINI_API_KEY"]
+    s = redactor.stream()
+    out = s.feed("cut " + value[:3]) + s.release() + s.feed(value[3:12]) + s.flush()
+    assert out == f"cut {value[:3]}[REDACTED:GEMINI_API_KEY]"
+
+
+PLANTED = google_api_key()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    engine=st.sampled_from(ENGINES),
+    value=st.text(alphabet=string.ascii_letters + string.digits + "+/-_", min_size=8, max_size=40),
+    parts=st.lists(
+        st.one_of(st.text(alphabet=string.printable + "é€", max_size=30), st.integers(0, 40)),
+        max_size=8,
+    ),
+    cuts=st.lists(st.integers(1, 400), max_size=12),
+    after=st.sets(st.integers(0, 12)),
+)
+def test_release_property(
+    engine: str, value: str, parts: list[str | int], cuts: list[int], after: set[int]
+) -> None:
+    from keyguard.redact.forms import forms
+
+    r = Redactor(engine=engine)
+    r.add_secret("V", value)
+    r.add_secret("G", PLANTED)
+    labels = "".join(f"[REDACTED:{x}]" for x in ["V", "G", *(rule.id for rule in r.rules)])
+    planted = []
+    text = ""
+    for part in parts:
+        if isinstance(part, int):  # a known value in one of its forms
+            form = (forms(value) + forms(PLANTED))[part % (len(forms(value)) + 3)]
+            planted.append(form)
+            text += form
+        else:
+            text += part
+    points = sorted({c for c in cuts if 0 < c < len(text)})
+    chunks = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    out = run_releasing(r, chunks, after)
+    if r.redact(text) == text:
+        # No secret: releasing changes when text goes out, never what goes out.
+        assert out == text == run(r, chunks)
+    for form in planted:
+        if form not in labels:
+            assert form not in out
+    if value not in labels:
+        assert value not in out

@@ -282,3 +282,88 @@ def test_reader_going_away_stops_the_child(setup):
     proc.stdout.close()
     proc.wait(timeout=20)
     assert proc.returncode != 0
+
+
+# ------------------------------------------ a child that goes quiet (idle release)
+
+
+def timed_run(setup: dict, *args: str) -> list[tuple[float, bytes]]:
+    """Run keyguard with its stdout on a pipe; (seconds since start, bytes) per read."""
+    cmd = [sys.executable, "-m", "keyguard", "run", "--policy", "policies", *args]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=setup["dir"],
+        env=setup["env"],
+        stdin=subprocess.PIPE,  # open, nothing typed (a user reading the prompt)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    reads = []
+    while data := os.read(proc.stdout.fileno(), 65536):
+        reads.append((time.monotonic() - start, data))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return reads
+
+
+def text_of(reads: list[tuple[float, bytes]]) -> str:
+    return b"".join(data for _, data in reads).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("mode", ["--pty", "--no-pty"])
+def test_key_written_in_halves_with_a_long_pause(setup, mode):
+    key = setup["keys"]["E2B_API_KEY"]
+    script = (
+        "import os, sys, time\n"
+        "k = os.environ['E2B_API_KEY']; h = len(k) // 2\n"
+        "sys.stdout.write('key=' + k[:h]); sys.stdout.flush()\n"
+        "time.sleep(1.0)\n"
+        "sys.stdout.write(k[h:] + '\\n'); sys.stdout.flush()\n"
+    )
+    reads = timed_run(setup, mode, "--tool", "code_interpreter", "--", sys.executable, "-c", script)
+    out = text_of(reads)
+    assert "key=[REDACTED:E2B_API_KEY]\n" in out
+    # Not even a few characters of either half went out during the pause.
+    assert not [key[i : i + 4] for i in range(len(key) - 3) if key[i : i + 4] in out]
+
+
+@pytest.mark.parametrize("mode", ["--pty", "--no-pty"])
+def test_prompt_without_newline_shows_while_the_child_waits(setup, mode):
+    script = (
+        "import sys, time\n"
+        "print('ready', flush=True)\n"
+        "sys.stdout.write('name: '); sys.stdout.flush()\n"
+        "time.sleep(1.5)\n"
+        "print('bye', flush=True)\n"
+    )
+    reads = timed_run(setup, mode, "--", sys.executable, "-c", script)
+    seen = ""
+    at: dict[str, float] = {}
+    for t, data in reads:
+        seen += data.decode().replace("\r\n", "\n")
+        for mark in ("ready\n", "ready\nname: ", "bye"):
+            if mark in seen:
+                at.setdefault(mark, t)
+    assert text_of(reads) == "ready\nname: bye\n"
+    # The prompt shows about TTY_IDLE_FLUSH after it was written, long before "bye".
+    assert at["ready\nname: "] - at["ready\n"] < 1.0
+    assert at["bye"] - at["ready\nname: "] > 0.4
+
+
+@pytest.mark.parametrize("source", ["devnull", "file"])
+def test_pty_with_stdin_that_cannot_be_watched(setup, source):
+    # epoll refuses /dev/null and regular files; `keyguard run --pty < file` must still work.
+    script = "import sys; print('got', repr(sys.stdin.readline()))"
+    if source == "file":
+        path = setup["dir"] / "input.txt"
+        path.write_text("hello\n")
+        expected = "got 'hello\\n'"
+    else:
+        path = Path(os.devnull)
+        expected = "got ''"
+    with open(path, "rb") as stdin:
+        result = keyguard_run(setup, "--pty", "--", sys.executable, "-c", script, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout

@@ -18,6 +18,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
@@ -29,10 +30,11 @@ FORWARDED_SIGNALS = tuple(
     if hasattr(signal, name)
 )
 # The stream redactor holds back a tail that could be the start of a key. When the
-# child then goes quiet, that tail is released: after LINE_IDLE_FLUSH when it ends a line
-# (no key spans a newline, so this cannot split one), and on a terminal also mid-line
-# after TTY_IDLE_FLUSH so prompts do not hang. A key written in two halves is caught
-# unless the child pauses longer than that between them (mid-line, terminal only).
+# child then goes quiet, what is safe is let out (``StreamRedactor.release``: all but a
+# tail that starts a known value or an unfinished token), so prompts do not hang:
+# after LINE_IDLE_FLUSH when the output ends a line, else after TTY_IDLE_FLUSH (on a
+# pipe too: a prompt read by a program). A key written in two halves with any pause in
+# between is still caught; only ``flush`` at the end of the output lets the rest go.
 LINE_IDLE_FLUSH = 0.05
 TTY_IDLE_FLUSH = 0.5
 READ_SIZE = 65536
@@ -68,6 +70,7 @@ class _Redacting:
         self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self.out = out
         self.at_line_end = False
+        self.released = False  # released since the last output: wait for more
         self.broken = False  # our reader went away (`keyguard run -- cmd | head -1`)
 
     def _write(self, text: str) -> None:
@@ -82,16 +85,22 @@ class _Redacting:
     def pending(self) -> bool:
         return self.stream.pending > 0
 
-    def idle_timeout(self, tty: bool) -> float | None:
-        if not self.pending:
+    def idle_timeout(self) -> float | None:
+        if not self.pending or self.released:
             return None
-        return LINE_IDLE_FLUSH if self.at_line_end else (TTY_IDLE_FLUSH if tty else None)
+        return LINE_IDLE_FLUSH if self.at_line_end else TTY_IDLE_FLUSH
 
     def feed(self, data: bytes) -> None:
         text = self.decoder.decode(data)
         if text:
             self.at_line_end = text.endswith("\n")
+        self.released = False
         self._write(self.stream.feed(text))
+
+    def release(self) -> None:
+        """The child went quiet: let out what cannot be part of a secret."""
+        self.released = True
+        self._write(self.stream.release())
 
     def flush(self) -> None:
         tail = self.decoder.decode(b"", final=True)
@@ -99,8 +108,8 @@ class _Redacting:
         self.decoder.reset()
 
 
-def _timeout(outs: Iterable[_Redacting], tty: bool) -> float | None:
-    waits = [t for o in outs if (t := o.idle_timeout(tty)) is not None]
+def _timeout(outs: Iterable[_Redacting]) -> float | None:
+    waits = [t for o in outs if (t := o.idle_timeout()) is not None]
     return min(waits) if waits else None
 
 
@@ -141,11 +150,11 @@ def _pump_pipes(
     for fd in outs:
         sel.register(fd, selectors.EVENT_READ)
     while sel.get_map():
-        events = sel.select(_timeout(outs.values(), tty=False))
+        events = sel.select(_timeout(outs.values()))
         if not events:
             for o in outs.values():
-                if o.idle_timeout(tty=False) is not None:
-                    o.flush()
+                if o.idle_timeout() is not None:
+                    o.release()
         for key, _ in events:
             try:
                 data = os.read(key.fd, READ_SIZE)
@@ -175,11 +184,16 @@ def _pump_pty(
     out = _Redacting(redactor, stdout)
     sel.register(master, selectors.EVENT_READ)
     if stdin_fd is not None:
-        sel.register(stdin_fd, selectors.EVENT_READ)
+        try:
+            sel.register(stdin_fd, selectors.EVENT_READ)
+        except PermissionError:
+            # epoll refuses regular files and /dev/null (always readable): copy them from a
+            # thread so a child that does not read its input cannot block our output loop.
+            threading.Thread(target=_copy_then_eof, args=(stdin_fd, master), daemon=True).start()
     while True:
-        events = sel.select(_timeout([out], tty=True))
+        events = sel.select(_timeout([out]))
         if not events:
-            out.flush()
+            out.release()
             continue
         done = False
         for key, _ in events:
@@ -206,6 +220,13 @@ def _pump_pty(
             break
     out.flush()
     sel.close()
+
+
+def _copy_then_eof(src_fd: int, master: int) -> None:
+    with contextlib.suppress(OSError):
+        while data := os.read(src_fd, READ_SIZE):
+            os.write(master, data)
+        os.write(master, b"\x04")
 
 
 def _copy_winsize(src_fd: int, dst_fd: int) -> None:

@@ -334,11 +334,14 @@ class Redactor:
         skip: int = 0,
         pragma_first_line: bool = False,
         end: bool = True,
+        straddle: bool = False,
     ) -> Scan:
         """Resolve ``data``; hits starting before ``skip`` (left context) are ignored.
 
         ``end``: ``data`` ends the text, so a known form cut short at its end (a
         prefix of 8+ characters) is a hit too (a stream passes False until it flushes).
+        ``straddle``: a hit that starts before ``skip`` and ends after it is kept, cut to
+        start at ``skip`` (a stream's idle release let its first characters out).
         """
         c = self._snapshot()
         lits, rhits = c.engine.scan(data, c.acceptor)
@@ -354,6 +357,8 @@ class Redactor:
             if kind == _KNOWN:
                 if s >= skip:
                     cands.append((s, e, 0, i, name, value))
+                elif straddle and e > skip:
+                    cands.append((skip, e, 0, i, name, value))
             else:
                 marks.append((s, e))
                 if kind == _PRAGMA:
@@ -361,23 +366,26 @@ class Redactor:
         rule_extents: list[tuple[int, int]] = []
         rules = c.rules
         for ri, s, e, ss, se, accepted in rhits:
+            cs = ss
             if s < skip:
-                continue
+                if not straddle or e <= skip:
+                    continue
+                s, cs = skip, max(ss, skip)
             rule_extents.append((s, e))
-            if not accepted:
+            if not accepted or (cs != ss and se <= cs):  # or its secret was all let out
                 continue
             if ri == c.ph_rule:
-                marks.append((ss, se))
+                marks.append((cs, se))
             else:
                 secret = data[ss:se]
                 if is_bytes:
                     secret = secret.decode("utf-8", "replace")
-                cands.append((ss, se, 1, ri, rules[ri].id, secret))
+                cands.append((cs, se, 1, ri, rules[ri].id, secret))
         if end and c.has_known:
-            cut = c.tails(is_bytes).find(data, skip)
-            if cut is not None:
+            cut = c.tails(is_bytes).find(data, 0 if straddle else skip)
+            if cut is not None and len(data) > skip:
                 # Ranked after every real literal hit on a tie (index past the literals).
-                cands.append((cut[0], len(data), 0, len(info), cut[1], cut[2]))
+                cands.append((max(cut[0], skip), len(data), 0, len(info), cut[1], cut[2]))
         open_patterns: list[int] = []
         if not cands:
             return Scan([], rule_extents, marks, open_patterns)

@@ -8,14 +8,26 @@ hits on the current line until the line ends (an inline ``keyguard:allow`` later
 line would suppress them). With ``Redactor(pii=True)`` output is released per line.
 ``flush`` ends the text: a held-back tail that is an 8+ character prefix of a known
 form (the stream stopped inside a value) is redacted, as ``Redactor.redact`` does.
+
+``release`` ("idle release", for a writer that went quiet mid-line, e.g. at a prompt)
+emits what can go out now without ending the text: everything held except a tail of
+4+ characters that starts a known form (shorter prefixes such as ``AIz`` are ordinary
+text) and the trailing run of a rule match that more text could complete (``ghp_ab``;
+the keyword and separator of ``token: `` go out). What it keeps stays held, so the
+stream goes on as before; a value whose first characters it let out (a 1-3 character
+prefix, ``token: ``) is still found when the rest arrives and the rest is redacted.
+It is outside the ``feed*+flush == redact`` invariant only in that it may emit
+earlier, never differently, for text that contains no secret (for text that does, the
+released head of a value shows in front of ``[REDACTED:NAME]``).
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from typing import TYPE_CHECKING, Any
 
-from keyguard.redact.redactor import PRAGMA, _apply
+from keyguard.redact.redactor import _KNOWN, PRAGMA, _apply
 
 if TYPE_CHECKING:
     from keyguard.redact.redactor import Redactor, _Compiled
@@ -23,6 +35,13 @@ if TYPE_CHECKING:
 __all__ = ["StreamRedactor"]
 
 _CTX = 8  # emitted characters kept as left context (\b and friends)
+# After a release: enough left context to find a match whose head went out (a rule's
+# keyword, lead and separator) when its secret part arrives.
+_SEAM_CTX = 256
+_MIN_HELD_PREFIX = 4  # a release lets out a shorter prefix of a known form
+# What ends the trailing run a release holds of an unfinished rule match: a secret part
+# does not contain these, so what precedes the run (keyword, ": ") is not secret.
+_SEPARATORS = frozenset(" \t\r\n\v\f'\"`:,;()<>[]{}")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 try:  # optional: exact "could this still become a match?" answers
@@ -74,6 +93,8 @@ class _StreamPlan:
         self.max_lead = max((r.lead for r in c.rules), default=0)
         self.hold = max(c.max_literal - 1, kw_hold, 0)
         self._partial: dict[int, Any] = {}
+        self._c = c
+        self._forms: list[str] | None = None  # sorted known forms, for release()
 
     def _scratch(self, which: str) -> Any:
         sc = getattr(self._local, which, None)
@@ -106,6 +127,25 @@ class _StreamPlan:
                 k = low.find(kw, k + 1)
         return out
 
+    def known_prefix_start(self, data: str, lo: int) -> int:
+        """Earliest ``p >= lo`` such that ``data[p:]`` (4+ characters) starts a known
+        form, else ``len(data)``. Only on release: a sorted list and bisection."""
+        forms = self._forms
+        if forms is None:
+            c = self._c
+            forms = self._forms = sorted(
+                lit for lit, inf in zip(c.literals, c.info, strict=True) if inf[0] == _KNOWN
+            )
+        n = len(data)
+        if not forms:
+            return n
+        for p in range(max(lo, n - self._c.max_literal), n - _MIN_HELD_PREFIX + 1):
+            tail = data[p:]
+            i = bisect.bisect_left(forms, tail)
+            if i < len(forms) and forms[i].startswith(tail):
+                return p
+        return n
+
     def partial_rx(self, i: int) -> Any:
         rx = self._partial.get(i)
         if rx is None:
@@ -120,13 +160,18 @@ class _StreamPlan:
         dead: set[tuple[int, int]],
         base: int,
         occurrences: list[tuple[int, int]] | None = None,
+        *,
+        release: bool = False,
     ) -> int:
         """Earliest start >= lo_* of a rule match that more text could still complete.
 
         ``dead`` holds (absolute start ``base + s``, rule) pairs already shown final.
+        ``release``: the start of such a match's trailing run of non-separators instead
+        (multi-line rules: the match start; without ``regex``: always the match start).
         """
         n = len(data)
         best = n
+        run = -1
         if occurrences is None:
             occurrences = self.keywords(data, lo_any)
         occurrences.sort()
@@ -147,7 +192,14 @@ class _StreamPlan:
                         continue
                     pm = self.partial_rx(i).match(data, s, partial=True)
                     if pm is not None and (pm.partial or pm.end() >= n):
-                        best = s
+                        if release and not rule.multiline:
+                            if run < 0:
+                                run = n
+                                while run > 0 and data[run - 1] not in _SEPARATORS:
+                                    run -= 1
+                            best = min(best, max(s, run))
+                        else:
+                            best = s
                         break
                     # No match, or one that ended before the end of the text: more text
                     # cannot change that.
@@ -169,6 +221,8 @@ class StreamRedactor:
         self._fast_sc: Any = None
         self._done = 0  # characters of input emitted so far
         self._dead: set[tuple[int, int]] = set()
+        # The last emission was a release: a match may have begun in what went out.
+        self._seam = False
 
     def _plan(self, c: _Compiled) -> _StreamPlan:
         if c is self._c:
@@ -195,7 +249,7 @@ class StreamRedactor:
         if len(buf) <= plan.hold:
             self._buf = buf
             return ""
-        if plan.fast_db is not None and not self._r.pii:
+        if plan.fast_db is not None and not self._r.pii and not self._seam:
             out = self._fast(buf, plan)
             if out is not None:
                 return out
@@ -249,26 +303,56 @@ class StreamRedactor:
         out = self._emit(buf, None, None, final=True) if buf else ""
         self._buf = self._ctx = ""
         self._line_pragma = False
+        self._seam = False
         self._done = 0
         self._dead.clear()
         return out
 
-    def _emit(self, buf: str, c: Any, plan: _StreamPlan | None, *, final: bool) -> str:
+    def release(self) -> str:
+        """Emit what is safe now without ending the stream (the writer went quiet).
+
+        Keeps held only a tail that could still become a secret: 4+ characters that
+        start a known form, or the unfinished run of a rule match (see the module
+        docstring). Later ``feed``/``flush`` calls go on as if nothing happened, except
+        that a value whose head this let out has the rest redacted when it arrives.
+        With ``Redactor(pii=True)`` only whole lines go out, as with ``feed``.
+        """
+        if not self._buf:
+            return ""
+        c = self._r._snapshot()
+        return self._emit(self._buf, c, self._plan(c), final=False, release=True)
+
+    def _emit(
+        self, buf: str, c: Any, plan: _StreamPlan | None, *, final: bool, release: bool = False
+    ) -> str:
         ctx = self._ctx
         data = ctx + buf
         skip = len(ctx)
-        scan = self._r._scan(data, skip=skip, pragma_first_line=self._line_pragma, end=final)
+        seam = self._seam
+        scan = self._r._scan(
+            data, skip=skip, pragma_first_line=self._line_pragma, end=final, straddle=seam
+        )
         n = len(data)
         if final:
             cut = n
         else:
             assert plan is not None
-            cut = n - plan.hold
             last_nl = data.rfind("\n")
-            if scan.open_patterns:
-                cut = min(cut, *scan.open_patterns)
+            # After a release, a match may have started in the released text.
+            lo = 0 if seam else skip
+            if release:
+                # Pattern hits on the line go out redacted now, even though a pragma
+                # later on the line would have let them through (safe side).
+                cut = plan.known_prefix_start(data, lo)
+            else:
+                cut = n - plan.hold
+                if scan.open_patterns:
+                    cut = min(cut, *scan.open_patterns)
             base = self._done - skip
-            cut = min(cut, plan.pending(data, skip, max(skip, last_nl + 1), self._dead, base))
+            cut = min(
+                cut,
+                plan.pending(data, lo, max(lo, last_nl + 1), self._dead, base, release=release),
+            )
             if self._r.pii:
                 cut = min(cut, last_nl + 1)
             intervals = [(s, e) for s, e, *_ in scan.spans]
@@ -294,7 +378,8 @@ class StreamRedactor:
             self._line_pragma = PRAGMA in emitted[nl + 1 :]
         elif not self._line_pragma:
             self._line_pragma = PRAGMA in emitted
-        self._ctx = data[max(0, cut - _CTX) : cut]
+        self._ctx = data[max(0, cut - (_SEAM_CTX if release else _CTX)) : cut]
+        self._seam = release
         self._buf = data[cut:]
         self._done += cut - skip
         if len(self._dead) > 4096:
