@@ -184,6 +184,24 @@ class _Edge:
         if sent is not request and isinstance(exc, self._http.RequestError):
             exc.request = request
 
+    def _respond(
+        self, response: Any, raw: Any, body: bytes | None, encoded: bool, where: Any, *, aio: bool
+    ) -> Any:
+        """The scrubbed response: whole when the body was read, else a scrubbing stream."""
+        if body is not None:
+            return self._whole(response, raw, body, encoded, where)
+        headers, scrubber, decoder = self._streaming(response, encoded, where)
+        sync_cls, async_cls = _stream_classes(self._http)
+        if aio:
+            chunks = decoder.aiter_bytes() if decoder is not None else response.stream
+            stream = async_cls(scrubber.aiterate(chunks), response.stream)
+        else:
+            chunks = decoder.iter_bytes() if decoder is not None else response.stream
+            stream = sync_cls(scrubber.iterate(chunks), response.stream)
+        return self._http.Response(
+            response.status_code, headers=headers, stream=stream, extensions=response.extensions
+        )
+
 
 class SyncEdge(_Edge):
     def _default_inner(self) -> Any:
@@ -213,17 +231,7 @@ class SyncEdge(_Edge):
             # with locals (Sentry, rich, pytest -l) shows this frame's.
             del sent, verdict
             raise
-        if body is not None:
-            return self._whole(response, raw, body, encoded, verdict.where)
-        headers, scrubber, decoder = self._streaming(response, encoded, verdict.where)
-        chunks = decoder.iter_bytes() if decoder is not None else response.stream
-        stream_cls, _ = _stream_classes(self._http)
-        return self._http.Response(
-            response.status_code,
-            headers=headers,
-            stream=stream_cls(scrubber.iterate(chunks), response.stream),
-            extensions=response.extensions,
-        )
+        return self._respond(response, raw, body, encoded, verdict.where, aio=False)
 
     def close(self) -> None:
         self.inner.close()
@@ -257,17 +265,7 @@ class AsyncEdge(_Edge):
             # with locals (Sentry, rich, pytest -l) shows this frame's.
             del sent, verdict
             raise
-        if body is not None:
-            return self._whole(response, raw, body, encoded, verdict.where)
-        headers, scrubber, decoder = self._streaming(response, encoded, verdict.where)
-        chunks = decoder.aiter_bytes() if decoder is not None else response.stream
-        _, stream_cls = _stream_classes(self._http)
-        return self._http.Response(
-            response.status_code,
-            headers=headers,
-            stream=stream_cls(scrubber.aiterate(chunks), response.stream),
-            extensions=response.extensions,
-        )
+        return self._respond(response, raw, body, encoded, verdict.where, aio=True)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
